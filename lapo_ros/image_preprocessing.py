@@ -1,0 +1,113 @@
+"""The one image path shared by ``bag_to_hdf5`` and ``policy_node``.
+
+Same pixels in training and on the robot: both sides decode with ``image_to_rgb`` /
+``compressed_to_rgb``, then ``resize_rgb``, then ``stack_cameras``. Pure numpy + OpenCV,
+no ROS import: messages are read through their fields (``encoding``, ``height``,
+``width``, ``step``, ``data``), so rclpy messages and rosbags messages both work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+CAMERA_ORDER = ("left", "right", "global")
+"""Order of the three RGB cameras in the stacked 9-channel image (contract)."""
+
+# encoding -> (channels, conversion to RGB or None)
+_ENCODINGS: dict[str, tuple[int, int | None]] = {
+    "rgb8": (3, None),
+    "bgr8": (3, cv2.COLOR_BGR2RGB),
+    "rgba8": (4, cv2.COLOR_RGBA2RGB),
+    "bgra8": (4, cv2.COLOR_BGRA2RGB),
+    "mono8": (1, cv2.COLOR_GRAY2RGB),
+    "8UC1": (1, cv2.COLOR_GRAY2RGB),
+    "8UC3": (3, cv2.COLOR_BGR2RGB),  # OpenCV's convention for untyped 3-channel images
+}
+SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
+
+
+class ImageConversionError(ValueError):
+    """An image message that cannot be turned into RGB pixels; the message says why."""
+
+
+def image_to_rgb(
+    encoding: str, height: int, width: int, step: int, data: Any, *, source: str = "image"
+) -> np.ndarray:
+    """Decode raw ``sensor_msgs/Image`` fields into an HxWx3 uint8 RGB array.
+
+    Honours ``step`` (row padding). ``source`` names the topic or file in errors.
+    """
+    if encoding not in _ENCODINGS:
+        raise ImageConversionError(
+            f"{source}: unsupported encoding {encoding!r}; supported: "
+            f"{', '.join(SUPPORTED_ENCODINGS)}"
+        )
+    channels, conversion = _ENCODINGS[encoding]
+    row_bytes = width * channels
+    if height <= 0 or width <= 0:
+        raise ImageConversionError(f"{source}: empty image ({height}x{width})")
+    if step < row_bytes:
+        raise ImageConversionError(
+            f"{source}: step {step} is smaller than width*channels = {row_bytes} "
+            f"for {encoding} {width} px wide"
+        )
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if buffer.size < step * height:
+        raise ImageConversionError(
+            f"{source}: data has {buffer.size} bytes, expected step*height = "
+            f"{step}*{height} = {step * height}"
+        )
+    rows = buffer[: step * height].reshape(height, step)[:, :row_bytes]
+    pixels = rows.reshape(height, width, channels)
+    if conversion is None:
+        return np.ascontiguousarray(pixels)
+    return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
+
+
+def image_msg_to_rgb(msg: Any, *, source: str = "image") -> np.ndarray:
+    """``image_to_rgb`` on a sensor_msgs/Image (rclpy or rosbags message)."""
+    return image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data, source=source)
+
+
+def compressed_to_rgb(data: Any, *, source: str = "compressed image") -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage payload (JPEG or PNG) into HxWx3 uint8 RGB."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if buffer.size == 0:
+        raise ImageConversionError(f"{source}: empty compressed image")
+    decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if decoded is None:
+        raise ImageConversionError(f"{source}: data is not a decodable JPEG or PNG image")
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+
+
+def compressed_msg_to_rgb(msg: Any, *, source: str = "compressed image") -> np.ndarray:
+    """``compressed_to_rgb`` on a sensor_msgs/CompressedImage (rclpy or rosbags)."""
+    return compressed_to_rgb(msg.data, source=source)
+
+
+def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize HxWx3 uint8 to ``size`` = (height, width).
+
+    Area averaging when shrinking (no aliasing of fine detail), bilinear when growing;
+    a no-op when the size already matches.
+    """
+    height, width = size
+    if image.shape[:2] == (height, width):
+        return image
+    shrinking = height * width < image.shape[0] * image.shape[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interpolation)
+
+
+def stack_cameras(left: np.ndarray, right: np.ndarray, global_: np.ndarray) -> np.ndarray:
+    """Stack three HxWx3 RGB images into one uint8 [9, H, W] array: [left, right, global]."""
+    shapes = {left.shape, right.shape, global_.shape}
+    if len(shapes) != 1:
+        raise ImageConversionError(
+            f"cameras differ in size (left {left.shape}, right {right.shape}, "
+            f"global {global_.shape}); resize them to the model's image size first"
+        )
+    return np.concatenate([left, right, global_], axis=2).transpose(2, 0, 1).copy()

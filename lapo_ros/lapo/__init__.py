@@ -1,0 +1,27 @@
+"""Learning core (torch): networks, the MultimodalLatent agent and the replay buffer.
+
+Names are imported lazily so that ``from lapo_ros.lapo import MultimodalReplayBuffer``
+does not build networks, and tools that only need one part do not load the others.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "ResNet18Encoder": "lapo_ros.lapo.networks",
+    "ImageJointEncoder": "lapo_ros.lapo.networks",
+    "Actor": "lapo_ros.lapo.networks",
+    "ActorVAE": "lapo_ros.lapo.networks",
+    "Critic": "lapo_ros.lapo.networks",
+    "MultimodalLatent": "lapo_ros.lapo.agent",
+    "MultimodalReplayBuffer": "lapo_ros.lapo.replay_buffer",
+    "TransitionBatch": "lapo_ros.lapo.batch",
+    "DatasetStatistics": "lapo_ros.lapo.batch",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lapo_ros.lapo' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)
