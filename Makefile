@@ -1,0 +1,51 @@
+# lapo_ros developer entry points. `make demo` runs the whole pipeline on an embedded default,
+# `make test` builds the ROS 2 package with colcon and runs every test through colcon.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.requirements-installed
+
+# ROS 2 traffic stays on this machine; logs go to a temporary folder.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_DOMAIN_ID ?= 42
+export ROS_LOG_DIR ?= $(shell mktemp -d -t lapo_ros_log.XXXXXX)
+export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+# ament_index_python finds share/lapo_ros in the venv prefix (where `pip install .` puts it).
+export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
+
+.PHONY: setup demo test lint build benchmarks clean
+
+# Fresh Python 3.11 machine -> venv with pinned torch, ROS 2 wheels, onnxruntime-gpu, colcon;
+# then the package itself (console scripts + share/lapo_ros). Idempotent and quick on re-runs.
+setup: $(STAMP)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation .
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24" "setuptools>=70,<80" wheel
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+demo: setup
+	$(BIN)/python -m lapo_ros.demo.pipeline --out demo_output
+
+lint: setup
+	$(BIN)/ruff check .
+
+build: setup
+	source $(BIN)/activate && colcon build --base-paths . --build-base build --install-base install
+	test -x install/lapo_ros/lib/lapo_ros/policy_node
+	test -x install/lapo_ros/lib/lapo_ros/bag_to_hdf5
+
+test: lint build
+	source $(BIN)/activate && colcon test --base-paths . --build-base build \
+	  --install-base install --packages-select lapo_ros --event-handlers console_direct+ \
+	  --return-code-on-test-failure --pytest-args -q -p no:cacheprovider
+	$(BIN)/python tools/test_summary.py build/lapo_ros/pytest.xml
+
+benchmarks: setup
+	$(BIN)/python benchmarks/run_all.py --out BENCHMARKS.md
+
+clean:
+	rm -rf build install log demo_output

@@ -1,0 +1,33 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "lapo_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(include=[package_name, f"{package_name}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+        (f"share/{package_name}/launch", glob("launch/*.launch.py")),
+        (f"share/{package_name}/config", glob("config/*.yaml")),
+    ],
+    python_requires=">=3.10",
+    install_requires=["setuptools", "numpy", "h5py", "opencv-python-headless", "PyYAML", "tqdm"],
+    extras_require={"test": ["pytest", "hypothesis"]},
+    zip_safe=True,
+    maintainer="lapo_ros maintainers",
+    maintainer_email="maintainers@lapo-ros.invalid",
+    description="Multimodal LAPO offline RL from ros2 bags to a policy node on the arm.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "policy_node = lapo_ros.policy_node:main",
+            "sim_node = lapo_ros.sim_node:main",
+            "bag_to_hdf5 = lapo_ros.bag_to_hdf5:main",
+            "lapo_hdf5 = lapo_ros.hdf5_inspect:main",
+        ],
+    },
+)
