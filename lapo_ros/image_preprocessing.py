@@ -89,17 +89,24 @@ def compressed_msg_to_rgb(msg: Any, *, source: str = "compressed image") -> np.n
 
 
 def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize HxWx3 uint8 to ``size`` = (height, width).
+    """Resize HxWx3 uint8 to ``size`` = (height, width); a no-op when it already matches.
 
-    Area averaging when shrinking (no aliasing of fine detail), bilinear when growing;
-    a no-op when the size already matches.
+    Shrinking first box-averages by the largest whole factor that keeps the image at least
+    ``size`` (OpenCV's exact, fast integer INTER_AREA path), then interpolates the remaining
+    factor (< 2) bilinearly. Measured here for 480x640 -> 224x224: about 7x faster than
+    INTER_AREA in one step and free of the aliasing of plain bilinear (see
+    benchmarks/image_resize.py). Growing is bilinear.
     """
     height, width = size
     if image.shape[:2] == (height, width):
         return image
-    shrinking = height * width < image.shape[0] * image.shape[1]
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(image, (width, height), interpolation=interpolation)
+    factor = min(image.shape[0] // height, image.shape[1] // width)
+    if factor >= 2:
+        reduced = (image.shape[1] // factor, image.shape[0] // factor)
+        image = cv2.resize(image, reduced, interpolation=cv2.INTER_AREA)
+        if image.shape[:2] == (height, width):
+            return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def stack_cameras(left: np.ndarray, right: np.ndarray, global_: np.ndarray) -> np.ndarray:
