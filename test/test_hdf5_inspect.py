@@ -1,0 +1,97 @@
+"""``lapo_hdf5 inspect``: report contents and problems, exit non-zero when data cannot train."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+from hdf5_test_data import JOINT_NAMES, coded_episodes, write_aloha_file, write_seed_file
+
+from lapo_ros.hdf5_inspect import main
+from lapo_ros.hdf5_layout import write_episodes
+
+
+@pytest.fixture
+def good_file(tmp_path):
+    path = tmp_path / "good.hdf5"
+    write_episodes(path, coded_episodes([3, 5, 2], [True, False, True]),
+                   joint_names=JOINT_NAMES, rate_hz=30.0)
+    return path
+
+
+def test_reports_structure_episodes_ranges(good_file, capsys):
+    assert main(["inspect", str(good_file)]) == 0
+    out = capsys.readouterr().out
+    assert "[canonical]" in out
+    assert "/observations/left_image (10, 16, 16, 3) uint8 [chunked]" in out
+    assert "episodes: 3 (2 terminal, 1 timed out), steps 10, transitions 9" in out
+    assert "lengths: min 2, median 3, max 5: 3 5 2" in out
+    assert "rate_hz: 30.0" in out
+    assert "joint[0] arm_joint_0: 0 / 4.5 / 9" in out
+    assert "reward: -3 / " in out
+    assert "read by memmap" in out
+    assert "result: the data can train" in out
+
+
+def test_lists_every_problem_and_fails(good_file, tmp_path, capsys):
+    with h5py.File(good_file, "a") as h5:
+        h5["actions"][4, 2] = np.nan
+        del h5["rewards"]
+    junk = tmp_path / "junk.hdf5"
+    junk.write_bytes(b"\0" * 64)
+    assert main(["inspect", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "good.hdf5: /actions contains NaN or inf (1 values, first at step 4)" in out
+    assert "good.hdf5: missing key /rewards" in out
+    assert "junk.hdf5: cannot open as HDF5" in out
+    assert "result: the data cannot train (3 error(s))" in out
+
+
+def test_files_that_cannot_train_together(good_file, tmp_path, capsys):
+    other = tmp_path / "other_rate.hdf5"
+    write_episodes(other, coded_episodes([3], [True]), joint_names=JOINT_NAMES, rate_hz=10.0)
+    assert main(["inspect", str(good_file), str(other)]) == 1
+    assert "rate_hz 10.0 differs from 30.0" in capsys.readouterr().out
+
+
+def test_no_transitions_cannot_train(tmp_path, capsys):
+    path = tmp_path / "single_steps.hdf5"
+    write_episodes(path, coded_episodes([1, 1], [False, False]), joint_names=JOINT_NAMES,
+                   rate_hz=10.0)
+    assert main(["inspect", str(path)]) == 1
+    assert "no transitions" in capsys.readouterr().out
+
+
+def test_seed_and_aloha_layouts_with_camera_option(tmp_path, capsys):
+    write_seed_file(tmp_path / "seed.hdf5", coded_episodes([2, 3], [True, False]),
+                    chw=True, two_d=True)
+    cameras = {"left": "a", "right": "b", "global": "c"}
+    write_aloha_file(tmp_path / "episode_0.hdf5", coded_episodes([4], [True])[0], cameras)
+    assert main(["inspect", str(tmp_path), "--aloha-cameras", "left=a,right=b,global=c"]) == 0
+    out = capsys.readouterr().out
+    assert "[seed]" in out and "[aloha]" in out
+    assert "/observations/images/c 16x16 HWC" in out
+    assert "WARNING" in out and "timed-out episode" in out
+    assert main(["inspect", str(tmp_path)]) == 1  # default mapping: cameras not found
+    assert "missing key /observations/images/left_wrist" in capsys.readouterr().out
+
+
+def test_usage_errors(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "missing.hdf5")]) == 1
+    assert "missing.hdf5: no such file or folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["inspect"])
+    assert exit_info.value.code == 2
+    assert main(["inspect", str(tmp_path), "--aloha-cameras", "left"]) == 1
+
+
+def test_runs_as_a_module(good_file):
+    result = subprocess.run(
+        [sys.executable, "-m", "lapo_ros.hdf5_inspect", "inspect", str(good_file)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "the data can train" in result.stdout
