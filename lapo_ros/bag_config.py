@@ -1,0 +1,222 @@
+"""Configuration of ``bag_to_hdf5``: dataclasses and YAML loading (config/bag_to_hdf5.yaml).
+
+Labels file (``reward.labels_file``, ``--labels``): a YAML mapping from bag name (the bag
+folder's name, or a single bag file's name without suffix) to ``true`` (success) or
+``false`` (failure), e.g.::
+
+    pick_001: true
+    pick_002: false
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rosbags.typesys import Stores
+
+from lapo_ros.image_preprocessing import CAMERA_ORDER
+
+REWARD_SOURCES = ("labels", "topic", "none")
+STAMP_SOURCES = ("header", "receive")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the file and key."""
+
+
+@dataclass
+class TopicConfig:
+    """Topic names in the bags. ``command: null`` uses the next joint position as action."""
+
+    left: str = "/left/image_raw"
+    right: str = "/right/image_raw"
+    global_: str = "/global/image_raw"
+    joint_states: str = "/joint_states"
+    command: str | None = "/commands"
+
+    def cameras(self) -> dict[str, str]:
+        """Camera name -> topic, in CAMERA_ORDER."""
+        return dict(zip(CAMERA_ORDER, (self.left, self.right, self.global_), strict=True))
+
+
+@dataclass
+class RewardConfig:
+    """Where rewards and terminals come from.
+
+    ``labels``: ``success_reward`` (or ``failure_reward``) at the final step of each bag, from
+    the labels file; terminal on success (and on failure when ``terminal_on_failure``).
+    ``topic``: a std_msgs Float32/Float64 topic, each message added to the nearest kept step;
+    the final step is terminal when ``topic_terminal``. ``none``: zero rewards, no terminals.
+    """
+
+    source: str = "labels"
+    labels_file: str | None = None
+    topic: str = "/reward"
+    success_reward: float = 1.0
+    failure_reward: float = 0.0
+    terminal_on_failure: bool = False
+    topic_terminal: bool = True
+
+
+@dataclass
+class BagConversionConfig:
+    """Everything ``bag_to_hdf5`` needs besides the bag paths and the output file."""
+
+    topics: TopicConfig = field(default_factory=TopicConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    joint_names: list[str] = field(default_factory=list)  # empty: first joint_states message
+    action_joint_names: list[str] = field(default_factory=list)  # empty: joint_names
+    command_joint_names: list[str] = field(default_factory=list)  # Float64MultiArray order
+    rate_hz: float = 10.0
+    tolerance_s: float | None = None  # None: half a period
+    max_gap_s: float = 0.5
+    min_episode_steps: int = 2
+    image_size: tuple[int, int] = (224, 224)  # (height, width)
+    stamps: str = "header"  # header (receive time when a stamp is zero) | receive
+    ros_distro: str = "humble"
+    compression: str | None = None
+    workers: int = 2  # image decode threads
+    frame_cache_mb: int = 1024  # resized frames kept from the first pass; 0: always 2 passes
+
+    @property
+    def tolerance(self) -> float:
+        return 0.5 / self.rate_hz if self.tolerance_s is None else self.tolerance_s
+
+    def validate(self, origin: str = "config") -> None:
+        """Raise ConfigError naming ``origin`` and the key at fault."""
+        checks = [
+            (self.rate_hz > 0, "rate_hz", "must be > 0"),
+            (self.tolerance > 0, "tolerance_s", "must be > 0"),
+            (self.max_gap_s > 0, "max_gap_s", "must be > 0"),
+            (self.min_episode_steps >= 1, "min_episode_steps", "must be >= 1"),
+            (len(self.image_size) == 2 and min(self.image_size) > 0, "image_size",
+             "must be [height, width] > 0"),
+            (self.stamps in STAMP_SOURCES, "stamps", f"must be one of {STAMP_SOURCES}"),
+            (self.reward.source in REWARD_SOURCES, "reward.source",
+             f"must be one of {REWARD_SOURCES}"),
+            (self.reward.source != "labels" or self.reward.labels_file is not None,
+             "reward.labels_file", "is needed with reward.source 'labels' (or pass --labels)"),
+            (self.workers >= 1, "workers", "must be >= 1"),
+            (self.frame_cache_mb >= 0, "frame_cache_mb", "must be >= 0"),
+            (self.compression in (None, "gzip", "lzf"), "compression",
+             "must be null, gzip or lzf"),
+            (f"ros2_{self.ros_distro}" in {s.value for s in Stores}, "ros_distro",
+             "must name a ROS 2 distro known to rosbags (humble, jazzy, kilted, ...)"),
+            *((len(set(names)) == len(names), key, "has duplicates") for key, names in (
+                ("joint_names", self.joint_names),
+                ("action_joint_names", self.action_joint_names),
+                ("command_joint_names", self.command_joint_names))),
+        ]
+        for ok, key, problem in checks:
+            if not ok:
+                raise ConfigError(f"{origin}: {key} {problem}")
+        for camera, topic in self.topics.cameras().items():
+            if not topic:
+                raise ConfigError(f"{origin}: topics.{camera} is empty")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict in the YAML's vocabulary (``global`` rather than ``global_``)."""
+        data = asdict(self)
+        data["topics"]["global"] = data["topics"].pop("global_")
+        data["image_size"] = list(self.image_size)
+        return data
+
+
+def _coerce(annotation: str, value: Any, key: str, origin: str) -> Any:
+    """``value`` as the field's type (from its annotation), or ConfigError naming ``key``."""
+    if value is None and "None" in annotation:
+        return None
+    try:
+        if annotation.startswith("bool"):
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if annotation.startswith(("float", "int")):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError
+            return float(value) if annotation.startswith("float") else int(value)
+        if annotation.startswith("str"):
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if annotation.startswith("tuple[int, int]"):
+            return tuple(int(v) for v in value)
+        if annotation.startswith("list[str]"):
+            if not isinstance(value, list | None):
+                raise TypeError
+            return [str(v) for v in (value or [])]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{origin}: {key} must be {annotation}, got {value!r}") from None
+    return value
+
+
+def _build(cls, data: Any, origin: str, prefix: str = ""):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: {prefix or 'top level'} must be a mapping")
+    names = {f.name.rstrip("_"): f for f in fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"{origin}: unknown key {prefix}{unknown[0]}; known: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        spec = names[key]
+        if spec.name == "topics":
+            value = _build(TopicConfig, value, origin, "topics.")
+        elif spec.name == "reward":
+            value = _build(RewardConfig, value, origin, "reward.")
+        else:
+            value = _coerce(str(spec.type), value, prefix + key, origin)
+        kwargs[spec.name] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(
+    data: dict, origin: str = "config", *, validate: bool = True
+) -> BagConversionConfig:
+    """Build (and validate) a config from a YAML-style dict; ``origin`` names it in errors."""
+    config = _build(BagConversionConfig, data or {}, origin)
+    if validate:
+        config.validate(origin)
+    return config
+
+
+def load_config(
+    path: str | os.PathLike | None, *, validate: bool = True
+) -> BagConversionConfig:
+    """Load a YAML config (see config/bag_to_hdf5.yaml); None gives the defaults.
+
+    ``validate=False`` leaves validation to the caller, e.g. after command-line overrides.
+    """
+    if path is None:
+        return BagConversionConfig()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML ({error})") from None
+    return config_from_dict(data or {}, str(path), validate=validate)
+
+
+def load_labels(path: str | os.PathLike) -> dict[str, bool]:
+    """Read a labels file: YAML mapping bag name -> true/false."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read labels file ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML ({error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: labels file must map bag name -> true/false")
+    labels = {}
+    for name, value in data.items():
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: label of {name!r} must be true or false, got {value!r}")
+        labels[str(name)] = value
+    return labels
