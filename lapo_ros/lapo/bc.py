@@ -1,0 +1,247 @@
+"""Behaviour cloning with the same encoder and API as ``MultimodalLatent`` (baseline).
+
+BC here is deterministic regression: the observation feature (same ``ImageJointEncoder``)
+goes through an MLP ending in ``max_action * tanh`` and the encoder and head minimise the
+MSE to the normalised recorded action, every transition weighted equally. Rewards are
+ignored, so on data from several modes it predicts their average: the reference LAPO's
+advantage weighting must beat. Hyper-parameters come from ``LAPOConfig``: the encoder and
+network sizes, ``actor_lr`` (encoder + head), ``image_size``, ``seed`` and the compute knobs.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lapo_ros.lapo.agent import (
+    TransitionSource,
+    adam,
+    autocast,
+    check_batch,
+    default_device,
+    memory_layout,
+    resolve_data,
+)
+from lapo_ros.lapo.agent_checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    load_modules,
+    read_checkpoint,
+    save_checkpoint,
+)
+from lapo_ros.lapo.batch import DatasetStatistics, TransitionBatch
+from lapo_ros.lapo.config import LAPOConfig
+from lapo_ros.lapo.deploy import DeployablePolicy, observation_arrays
+from lapo_ros.lapo.networks import ImageJointEncoder, mlp
+from lapo_ros.lapo.normalization import ActionScaler, JointNormalizer
+
+
+class RegressionHead(nn.Module):
+    """feature -> normalised action in [-max_action, max_action]."""
+
+    def __init__(self, feature_dim: int, action_dim: int, max_action: float,
+                 hidden_dims: tuple[int, ...]) -> None:
+        super().__init__()
+        self.net = mlp(feature_dim, hidden_dims, action_dim)
+        self.max_action = float(max_action)
+
+    def forward(self, feature: torch.Tensor) -> torch.Tensor:
+        return self.max_action * torch.tanh(self.net(feature))
+
+
+class BehaviorCloning:
+    """MSE behaviour cloning on the multimodal observation (baseline for LAPO)."""
+
+    kind = "behavior_cloning"
+
+    def __init__(
+        self,
+        action_dim: int,
+        max_action: float = 1.0,
+        replay_buffer: TransitionSource | None = None,
+        device: str | torch.device | None = None,
+        *,
+        statistics: DatasetStatistics | None = None,
+        **overrides: Any,
+    ) -> None:
+        statistics, self.config = resolve_data("BehaviorCloning", replay_buffer, statistics,
+                                               overrides)
+        self.replay_buffer = replay_buffer
+        self.statistics = statistics
+        self.device = default_device(device)
+        self.action_dim = int(action_dim)
+        self.joint_dim = int(np.asarray(statistics.joint_mean).size)
+        self.max_action = float(max_action)
+        self.total_it = 0
+        config = self.config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.obs_encoder = ImageJointEncoder(
+                joint_dim=self.joint_dim,
+                image_feature_dim=config.image_feature_dim,
+                fusion_dim=config.feature_dim,
+                joint_hidden_dim=config.joint_hidden_dim,
+                pretrained_path=config.pretrained_path,
+                conv1_scale=config.conv1_scale,
+            )
+            self.policy_head = RegressionHead(
+                config.feature_dim, self.action_dim, self.max_action, config.hidden_dims
+            )
+        self.obs_encoder.to(self.device)
+        self.policy_head.to(self.device)
+        if config.channels_last:
+            self.obs_encoder.to(memory_format=torch.channels_last)
+        self.joint_normalizer = JointNormalizer(statistics, self.joint_dim).to(self.device)
+        self.action_scaler = ActionScaler(statistics, self.action_dim, self.max_action).to(
+            self.device
+        )
+        self.optimizer = adam(
+            [*self.obs_encoder.parameters(), *self.policy_head.parameters()],
+            config.actor_lr,
+            config,
+        )
+        self._policy = DeployablePolicy(
+            self.obs_encoder,
+            self.policy_head,
+            self.joint_normalizer,
+            self.action_scaler,
+            config.image_size,
+            self.action_dim,
+        )
+
+    # ------------------------------------------------------------------ training
+    def train(self, iterations: int, batch_size: int = 100) -> dict[str, float]:
+        """``iterations`` updates on ``replay_buffer.sample(batch_size)``; mean diagnostics."""
+        if self.replay_buffer is None:
+            raise RuntimeError("BehaviorCloning.train: this agent has no replay_buffer")
+        if iterations < 1 or batch_size < 1:
+            raise ValueError(
+                f"iterations ({iterations}) and batch_size ({batch_size}) must be >= 1"
+            )
+        totals: dict[str, torch.Tensor] = {}
+        for _ in range(iterations):
+            for name, value in self._update(self.replay_buffer.sample(batch_size)).items():
+                totals[name] = totals[name] + value if name in totals else value
+        metrics = {name: float(value) / iterations for name, value in totals.items()}
+        metrics["step"] = float(self.total_it)
+        return metrics
+
+    def train_step(self, batch: TransitionBatch) -> dict[str, float]:
+        metrics = {name: float(value) for name, value in self._update(batch).items()}
+        metrics["step"] = float(self.total_it)
+        return metrics
+
+    def _update(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
+        check_batch("BehaviorCloning", batch, self.config.image_size, self.joint_dim,
+                    self.action_dim)
+        batch = batch.to(self.device, non_blocking=True)
+        self.obs_encoder.train()
+        self.policy_head.train()
+        target = self.action_scaler.normalize(batch.action.float())
+        with autocast(self.config, self.device):
+            feature = self.obs_encoder(
+                memory_layout(batch.image, self.config), self.joint_normalizer(batch.joint.float())
+            )
+            prediction = self.policy_head(feature).float()
+        loss = F.mse_loss(prediction, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        encoder_grad_norm = torch.nn.utils.get_total_norm(
+            [p.grad for p in self.obs_encoder.parameters() if p.grad is not None]
+        )
+        if self.config.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(
+                [*self.obs_encoder.parameters(), *self.policy_head.parameters()],
+                self.config.max_grad_norm,
+            )
+        self.optimizer.step()
+        self.total_it += 1
+        return {"bc_loss": loss.detach(), "encoder_grad_norm": encoder_grad_norm.detach()}
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def select_action(
+        self,
+        left_img: np.ndarray,
+        right_img: np.ndarray,
+        global_img: np.ndarray,
+        joint: np.ndarray,
+    ) -> np.ndarray:
+        """uint8 HWC RGB images of any size + joint (robot units) -> action (A,) robot units."""
+        image, joint = observation_arrays(
+            left_img, right_img, global_img, joint, self.config.image_size, self.joint_dim
+        )
+        self.obs_encoder.eval()
+        self.policy_head.eval()
+        image_t = memory_layout(torch.from_numpy(image).unsqueeze(0).to(self.device), self.config)
+        joint_t = torch.from_numpy(joint).unsqueeze(0).to(self.device)
+        return self._policy(image_t, joint_t)[0].cpu().numpy()
+
+    def deployable_policy(self) -> DeployablePolicy:
+        """A standalone copy of the policy (eval mode, float32, agent's device)."""
+        policy = copy.deepcopy(self._policy).float().eval()
+        policy.obs_encoder.to(memory_format=torch.contiguous_format)
+        return policy.requires_grad_(False)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _modules(self) -> dict[str, Any]:
+        return {
+            "obs_encoder": self.obs_encoder,
+            "policy_head": self.policy_head,
+            "joint_normalizer": self.joint_normalizer,
+            "action_scaler": self.action_scaler,
+            "optimizer": self.optimizer,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """One file: networks, optimizer, statistics, config and step count."""
+        save_checkpoint(path, {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "kind": self.kind,
+            "arguments": {"action_dim": self.action_dim, "max_action": self.max_action},
+            "config": self.config.to_dict(),
+            "statistics": self.statistics.to_dict(),
+            "step": self.total_it,
+            "modules": {name: module.state_dict() for name, module in self._modules().items()},
+        })
+
+    def load(self, path: str | os.PathLike) -> None:
+        path = os.fspath(path)
+        payload = read_checkpoint(path, self.kind)
+        if payload["arguments"]["action_dim"] != self.action_dim:
+            raise CheckpointError(
+                f"checkpoint {path!r}: action_dim {payload['arguments']['action_dim']}, "
+                f"this agent has {self.action_dim}"
+            )
+        load_modules(path, self._modules(), payload["modules"])
+        self.statistics = DatasetStatistics.from_dict(payload["statistics"])
+        self.total_it = int(payload["step"])
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device | None = None,
+        replay_buffer: TransitionSource | None = None,
+    ) -> BehaviorCloning:
+        payload = read_checkpoint(path, cls.kind)
+        config = LAPOConfig.from_dict(payload["config"])
+        agent = cls(
+            **payload["arguments"],
+            replay_buffer=replay_buffer,
+            device=device,
+            statistics=DatasetStatistics.from_dict(payload["statistics"]),
+            **replace(config, pretrained_path=None).to_dict(),
+        )
+        agent.config = config
+        agent.load(path)
+        return agent

@@ -1,0 +1,193 @@
+"""Settings of a training run: ``config/train.yaml`` + command-line overrides -> ``TrainConfig``.
+
+The resolved config is saved as ``RUN_DIR/config.yaml``; ``--resume`` reads it back and
+accepts changes only to the options that do not change what is learned (``RESUMABLE``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lapo_ros.lapo.atomic import atomic_path
+from lapo_ros.lapo.config import LAPOConfig
+
+ALGORITHMS = ("lapo", "bc")
+CONFIG_NAME = "config.yaml"
+RESUMABLE = frozenset({"steps", "device", "num_workers", "val_every", "checkpoint_every",
+                       "log_every"})
+"""Options a resumed run may change; the others must match the run being resumed."""
+
+
+class TrainConfigError(ValueError):
+    """A config file or option that cannot be used; the message names the file and key."""
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of ``training/train.py`` (see config/train.yaml for their meaning)."""
+
+    data: list[str]  # HDF5 files or folders of episode files
+    out: str  # run directory
+    algo: str = "lapo"
+    steps: int = 100_000
+    batch_size: int = 64  # per process
+    image_size: int = 224
+    device: str = "auto"
+    seed: int = 0
+    num_workers: int = 2
+    val_fraction: float = 0.1
+    val_every: int = 1000
+    val_batches: int = 16
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    agent: dict[str, Any] = field(default_factory=dict)  # LAPOConfig overrides
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, str | os.PathLike):
+            self.data = [self.data]
+        self.data = [os.fspath(p) for p in self.data]
+        self.out = os.fspath(self.out)
+        self.agent = dict(self.agent or {})
+
+    def validate(self, source: str = "training config") -> TrainConfig:
+        """Raise TrainConfigError naming ``source`` and every bad option."""
+        checks = {
+            "data": bool(self.data),
+            "out": bool(self.out),
+            "algo": self.algo in ALGORITHMS,
+            "steps": self.steps >= 1,
+            "batch_size": self.batch_size >= 1,
+            "image_size": self.image_size >= 16,
+            "device": re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+            "num_workers": self.num_workers >= 0,
+            "val_fraction": 0.0 < self.val_fraction < 1.0,
+            "val_every": self.val_every >= 1,
+            "val_batches": self.val_batches >= 1,
+            "checkpoint_every": self.checkpoint_every >= 1,
+            "log_every": self.log_every >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise TrainConfigError(f"{source}: invalid {shown}")
+        if "image_size" in self.agent:
+            raise TrainConfigError(
+                f"{source}: set image_size at the top level, not under agent"
+            )
+        try:
+            LAPOConfig.from_overrides(self.agent, owner=f"{source}: agent")
+        except (TypeError, ValueError) as error:
+            raise TrainConfigError(str(error)) from error
+        return self
+
+    def agent_overrides(self) -> dict[str, Any]:
+        """LAPOConfig keyword overrides for the agent, with the run's seed and image size."""
+        return {"seed": self.seed, **self.agent, "image_size": self.image_size}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_train_config(
+    config_path: str | os.PathLike | None, overrides: dict[str, Any]
+) -> TrainConfig:
+    """Settings from ``config_path`` (YAML) with ``overrides`` (None values ignored) on top."""
+    settings = read_yaml_settings(config_path) if config_path is not None else {}
+    source = os.fspath(config_path) if config_path is not None else "command line"
+    merge_overrides(settings, overrides)
+    return build_config(settings, source)
+
+
+def resume_config(run_dir: str | os.PathLike, overrides: dict[str, Any]) -> TrainConfig:
+    """The saved config of ``run_dir`` with the allowed ``overrides`` applied."""
+    path = Path(run_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise TrainConfigError(f"{path}: no such file; {run_dir} holds no run to resume")
+    saved = build_config(read_yaml_settings(path), os.fspath(path))
+    changes = {k: v for k, v in overrides.items() if v is not None and k != "agent"}
+    conflicts = [
+        f"{key} (run: {getattr(saved, key)!r}, now: {value!r})"
+        for key, value in changes.items()
+        if key not in RESUMABLE and _normalised(value) != _normalised(getattr(saved, key))
+    ]
+    if conflicts or overrides.get("agent"):
+        shown = ", ".join(conflicts) or "agent settings"
+        raise TrainConfigError(
+            f"{path}: --resume continues that run as configured; these options differ: {shown}. "
+            f"Only {', '.join(sorted(RESUMABLE))} may change on resume"
+        )
+    settings = saved.to_dict()
+    settings.update({k: v for k, v in changes.items() if k in RESUMABLE})
+    return build_config(settings, os.fspath(path))
+
+
+def save_train_config(config: TrainConfig, run_dir: str | os.PathLike) -> Path:
+    path = Path(run_dir) / CONFIG_NAME
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return path
+
+
+def read_yaml_settings(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as error:
+        raise TrainConfigError(f"{path}: no such config file") from error
+    except yaml.YAMLError as error:
+        raise TrainConfigError(f"{path}: not valid YAML: {error}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise TrainConfigError(f"{path}: expected a mapping of option: value")
+    return data
+
+
+def merge_overrides(settings: dict[str, Any], overrides: dict[str, Any]) -> None:
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "agent":
+            settings["agent"] = {**(settings.get("agent") or {}), **value}
+        else:
+            settings[key] = value
+
+
+def build_config(settings: dict[str, Any], source: str) -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TrainConfigError(
+            f"{source}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    missing = [name for name in ("data", "out") if not settings.get(name)]
+    if missing:
+        raise TrainConfigError(f"{source}: missing {', '.join(missing)}")
+    if settings.get("agent") is not None and not isinstance(settings["agent"], dict):
+        raise TrainConfigError(f"{source}: agent must be a mapping of LAPOConfig fields")
+    try:
+        config = TrainConfig(**settings)
+    except TypeError as error:
+        raise TrainConfigError(f"{source}: {error}") from error
+    _check_types(config, source)
+    return config.validate(source)
+
+
+def _check_types(config: TrainConfig, source: str) -> None:
+    for f in fields(TrainConfig):
+        value = getattr(config, f.name)
+        expected = {"int": int, "float": (int, float), "str": str}.get(str(f.type))
+        if expected is not None and (isinstance(value, bool) or not isinstance(value, expected)):
+            raise TrainConfigError(f"{source}: {f.name} must be {f.type}, got {value!r}")
+
+
+def _normalised(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [os.path.abspath(v) if isinstance(v, str) else v for v in value]
+    return value

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Train a multimodal LAPO (or BC) policy on HDF5 episodes.
+
+    python training/train.py --data data.hdf5 --out runs/pick [--config config/train.yaml]
+        [--steps N] [--batch-size N] [--image-size N] [--device auto|cpu|cuda]
+        [--algo lapo|bc] [--bf16] [--channels-last] [--resume]
+    torchrun --nproc-per-node 2 training/train.py ...      # data-parallel, one GPU each
+
+Writes RUN_DIR/{config.yaml, metrics.csv, tensorboard/, checkpoints/{last,best}.pt}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+try:
+    import lapo_ros  # noqa: F401
+except ImportError:  # a source checkout without `pip install`: use the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lapo_ros.hdf5_episodes import DatasetReadError
+from lapo_ros.lapo.agent import CheckpointError
+from lapo_ros.lapo.networks import PretrainedWeightsError
+from lapo_ros.lapo.run_checkpoint import TrainingCheckpointError
+from lapo_ros.lapo.train_config import (
+    ALGORITHMS,
+    TrainConfigError,
+    load_train_config,
+    resume_config,
+)
+from lapo_ros.lapo.trainer import train
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "train.yaml"
+USER_ERRORS = (TrainConfigError, TrainingCheckpointError, DatasetReadError, CheckpointError,
+               PretrainedWeightsError, FileNotFoundError)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", nargs="+", metavar="PATH",
+                        help="HDF5 files or folders of episode files (not needed with --resume)")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
+    parser.add_argument("--config", type=Path, metavar="YAML",
+                        help=f"settings file (default: {DEFAULT_CONFIG} when it exists)")
+    parser.add_argument("--steps", type=int, help="total gradient steps")
+    parser.add_argument("--batch-size", type=int, help="transitions per step and process")
+    parser.add_argument("--image-size", type=int, help="square image side the encoder sees")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--algo", choices=ALGORITHMS, help="lapo (default) or bc baseline")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--num-workers", type=int, help="loader worker processes")
+    parser.add_argument("--val-every", type=int, help="steps between validations")
+    parser.add_argument("--checkpoint-every", type=int, help="steps between last.pt writes")
+    parser.add_argument("--log-every", type=int, help="steps between metric rows")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bfloat16 autocast on CUDA (agent.autocast_dtype)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="NHWC convolutions, faster on recent GPUs (agent.channels_last)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue RUN_DIR from checkpoints/last.pt with its saved config")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = {
+        "data": args.data, "out": args.out, "steps": args.steps, "batch_size": args.batch_size,
+        "image_size": args.image_size, "device": args.device, "algo": args.algo,
+        "seed": args.seed, "num_workers": args.num_workers, "val_every": args.val_every,
+        "checkpoint_every": args.checkpoint_every, "log_every": args.log_every,
+        "agent": {**({"autocast_dtype": "bfloat16"} if args.bf16 else {}),
+                  **({"channels_last": True} if args.channels_last else {})} or None,
+    }
+    try:
+        if args.resume:
+            config = resume_config(args.out, {k: v for k, v in overrides.items() if k != "out"})
+        else:
+            config_path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+            config = load_train_config(config_path, overrides)
+        result = train(config, resume=args.resume)
+    except USER_ERRORS as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 2
+    if not result.is_main:
+        return 130 if result.interrupted else 0
+    best = f", best {result.best_score:.4g} in {result.best_checkpoint}" \
+        if result.best_checkpoint else ""
+    state = "interrupted" if result.interrupted else "done"
+    print(f"{state} at step {result.step}: {result.last_checkpoint}{best}")
+    return 130 if result.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
