@@ -32,18 +32,26 @@ def coded_episodes(lengths, terminals, size: int = 16, first_step: int = 0) -> l
         joint[:, 1:] = np.sin(steps[:, None] * np.arange(1, JOINT_DIM))
         action = np.cos(steps[:, None] * np.arange(1, ACTION_DIM + 1)).astype(np.float32)
         reward = (steps % 7 - 3).astype(np.float32)
-        episodes.append(Episode(
-            left_image=coded_frames(steps, 0, size), right_image=coded_frames(steps, 1, size),
-            global_image=coded_frames(steps, 2, size), joint=joint, action=action,
-            reward=reward, terminal=terminal,
-        ))
+        episodes.append(
+            Episode(
+                left_image=coded_frames(steps, 0, size),
+                right_image=coded_frames(steps, 1, size),
+                global_image=coded_frames(steps, 2, size),
+                joint=joint,
+                action=action,
+                reward=reward,
+                terminal=terminal,
+            )
+        )
         step += length
     return episodes
 
 
-def write_seed_file(path, episodes: list[Episode], *, chw: bool, two_d: bool,
-                    compression: str | None = None) -> None:
+def write_seed_file(
+    path, episodes: list[Episode], *, chw: bool, two_d: bool, compression: str | None = None
+) -> None:
     """The seed's own layout: no /episode_ends, terminals mark the boundaries."""
+
     def cat(name):
         return np.concatenate([getattr(e, name) for e in episodes])
 
@@ -54,24 +62,30 @@ def write_seed_file(path, episodes: list[Episode], *, chw: bool, two_d: bool,
             frames = cat(f"{camera}_image")
             if chw:
                 frames = frames.transpose(0, 3, 1, 2)
-            h5.create_dataset(f"observations/{camera}_image", data=frames,
-                              chunks=(1, *frames.shape[1:]), compression=compression)
+            h5.create_dataset(
+                f"observations/{camera}_image",
+                data=frames,
+                chunks=(1, *frames.shape[1:]),
+                compression=compression,
+            )
         h5["observations/joint"] = cat("joint")
         h5["actions"] = cat("action")
         h5["rewards"] = rewards[:, None] if two_d else rewards
         h5["terminals"] = terminals[:, None] if two_d else terminals
 
 
-def write_aloha_file(path, episode: Episode, cameras: dict[str, str],
-                     success: bool | None = None) -> None:
+def write_aloha_file(
+    path, episode: Episode, cameras: dict[str, str], success: bool | None = None
+) -> None:
     """One ALOHA-style episode file: /observations/qpos, /observations/images/<cam>, /action."""
     with h5py.File(path, "w") as h5:
         h5["observations/qpos"] = episode.joint
         h5["action"] = episode.action
         for camera, name in cameras.items():
             frames = getattr(episode, f"{camera}_image")
-            h5.create_dataset(f"observations/images/{name}", data=frames,
-                              chunks=(1, *frames.shape[1:]))
+            h5.create_dataset(
+                f"observations/images/{name}", data=frames, chunks=(1, *frames.shape[1:])
+            )
         if success is not None:
             h5.attrs["success"] = success
 

@@ -60,8 +60,8 @@ def run(tmp_path, bags, *extra, labels=None, config=None, output="out.hdf5"):
 
 def check_sample_content(h5, first, count, times, spec, action_lead):
     """Rows [first, first+count) hold the sample bag's known content at ``times`` (s)."""
-    joints = h5["observations/joint"][first:first + count]
-    actions = h5["actions"][first:first + count]
+    joints = h5["observations/joint"][first : first + count]
+    actions = h5["actions"][first : first + count]
     names = json.loads(h5.attrs["joint_names"])
     for row, t in enumerate(times):
         for name in (names[0], names[7], names[-1]):
@@ -69,27 +69,36 @@ def check_sample_content(h5, first, count, times, spec, action_lead):
             col = names.index(name)
             assert joints[row, col] == pytest.approx(sample_joint_position(j, t), abs=1e-6)
             assert actions[row, col] == pytest.approx(
-                sample_joint_position(j, t + action_lead), abs=1e-6)
+                sample_joint_position(j, t + action_lead), abs=1e-6
+            )
         for index, camera in enumerate(CAMERA_ORDER):
             frame = h5[IMAGE_KEYS[camera]][first + row]
             stamp = spec.start_ns + int(round(t * 1e9))
             assert np.all(frame == sample_pixel_value(index, stamp, spec.start_ns))
 
 
-@pytest.mark.parametrize(("storage", "kind", "cache_mb"), [
-    ("sqlite3", "float64_multi_array", 1024),
-    ("sqlite3", "joint_trajectory", 0),
-    ("sqlite3", "joint_state", 1024),
-    ("mcap", "float64_multi_array", 0),
-    ("mcap", "joint_trajectory", 1024),
-    ("mcap", "joint_state", 0),
-])
+@pytest.mark.parametrize(
+    ("storage", "kind", "cache_mb"),
+    [
+        ("sqlite3", "float64_multi_array", 1024),
+        ("sqlite3", "joint_trajectory", 0),
+        ("sqlite3", "joint_state", 1024),
+        ("mcap", "float64_multi_array", 0),
+        ("mcap", "joint_trajectory", 1024),
+        ("mcap", "joint_state", 0),
+    ],
+)
 def test_converts_sample_bag_with_known_content(tmp_path, storage, kind, cache_mb, capsys):
     spec = SampleBagSpec(duration_s=1.0, command_kind=kind, joint_order_seed=7)
     bag = write_sample_bag(tmp_path / "ep1", spec, storage=storage)
     # joint_states come in a shuffled order; a Float64MultiArray needs its element names
-    rc, out = run(tmp_path, [bag], "--frame-cache-mb", str(cache_mb),
-                  config={"command_joint_names": list(DEFAULT_JOINT_NAMES)})
+    rc, out = run(
+        tmp_path,
+        [bag],
+        "--frame-cache-mb",
+        str(cache_mb),
+        config={"command_joint_names": list(DEFAULT_JOINT_NAMES)},
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "without joint names" not in captured.err
@@ -137,8 +146,9 @@ def test_image_pixels_match_the_node_preprocessing(tmp_path):
             stamp = START + k * 100_000_000
             writer.write_image("left", stamp, frames[k], encoding="bgra8", row_padding=5)
             writer.write_image("right", stamp, frames[k], encoding="bgr8")
-            writer.write_image("global", stamp, frames[k], compressed=True,
-                               compression_format="png")
+            writer.write_image(
+                "global", stamp, frames[k], compressed=True, compression_format="png"
+            )
             writer.write_joint_state(stamp, names, [k, -k])
             writer.write_command(stamp, [k + 1.0, -k - 1.0])
     rc, out = run(tmp_path, [tmp_path / "ep"])
@@ -151,12 +161,15 @@ def test_image_pixels_match_the_node_preprocessing(tmp_path):
         assert h5["actions"][:].tolist() == [[1, -1], [2, -2], [3, -3]]
 
 
-@pytest.mark.parametrize("spec_args", [
-    {"encoding": "bgr8", "row_padding": 6},
-    {"encoding": "mono8", "row_padding": 1},
-    {"encoding": "rgba8"},
-    {"compressed": True, "compression_format": "png"},
-])
+@pytest.mark.parametrize(
+    "spec_args",
+    [
+        {"encoding": "bgr8", "row_padding": 6},
+        {"encoding": "mono8", "row_padding": 1},
+        {"encoding": "rgba8"},
+        {"compressed": True, "compression_format": "png"},
+    ],
+)
 def test_encodings_and_row_padding(tmp_path, spec_args):
     spec = SampleBagSpec(duration_s=0.5, **spec_args)
     rc, out = run(tmp_path, [write_sample_bag(tmp_path / "ep", spec)])
@@ -174,8 +187,14 @@ def test_zero_header_stamps_use_receive_time(tmp_path):
 
 
 def test_jittered_faster_cameras_take_the_nearest_frame(tmp_path):
-    spec = SampleBagSpec(duration_s=1.0, camera_rate_hz=30, joint_rate_hz=100,
-                         command_rate_hz=100, jitter_s=0.003, seed=2)
+    spec = SampleBagSpec(
+        duration_s=1.0,
+        camera_rate_hz=30,
+        joint_rate_hz=100,
+        command_rate_hz=100,
+        jitter_s=0.003,
+        seed=2,
+    )
     rc, out = run(tmp_path, [write_sample_bag(tmp_path / "ep", spec)], "--rate-hz", "10")
     assert rc == 0
     with h5py.File(out) as h5:
@@ -194,8 +213,11 @@ def test_jittered_faster_cameras_take_the_nearest_frame(tmp_path):
 
 def test_gap_splits_episode_and_drops_are_reported(tmp_path, capsys):
     spec = SampleBagSpec(duration_s=3.0, camera_gaps=((1.05, 1.95),))
-    rc, out = run(tmp_path, [write_sample_bag(tmp_path / "ep", spec)], config={
-        "max_gap_s": 0.5, "reward": {"source": "labels"}})
+    rc, out = run(
+        tmp_path,
+        [write_sample_bag(tmp_path / "ep", spec)],
+        config={"max_gap_s": 0.5, "reward": {"source": "labels"}},
+    )
     assert rc == 0
     with h5py.File(out) as h5:
         assert h5["episode_ends"][:].tolist() == [11, 22]  # 0..1.0 s, 2.0..3.0 s
@@ -225,14 +247,18 @@ def test_reward_after_the_last_complete_grid_point_is_kept(tmp_path):
         writer.write_reward(START + 1_700_000_000, 1.0)  # after the cameras stopped
     # merge the two into one bag through rosbags
     merged = tmp_path / "merged"
-    with Reader(bag) as source, Reader(tmp_path / "rewards") as rewards, \
-            Writer(merged, version=8) as sink:
+    with (
+        Reader(bag) as source,
+        Reader(tmp_path / "rewards") as rewards,
+        Writer(merged, version=8) as sink,
+    ):
         connections = {}
         for reader in (source, rewards):
             for connection, stamp, raw in reader.messages():
                 if connection.topic not in connections:
                     connections[connection.topic] = sink.add_connection(
-                        connection.topic, connection.msgtype, typestore=TYPESTORE)
+                        connection.topic, connection.msgtype, typestore=TYPESTORE
+                    )
                 sink.write(connections[connection.topic], stamp, raw)
     config = {"topics": {"command": None}, "reward": {"source": "topic", "topic_terminal": False}}
     rc, out = run(tmp_path, [merged], config=config)
@@ -244,8 +270,14 @@ def test_reward_after_the_last_complete_grid_point_is_kept(tmp_path):
 
 
 def test_failure_label_and_several_bags(tmp_path, capsys):
-    bags = [write_sample_bag(tmp_path / f"ep{i}", SampleBagSpec(duration_s=0.5 + 0.5 * i),
-                             storage=("sqlite3", "mcap")[i]) for i in range(2)]
+    bags = [
+        write_sample_bag(
+            tmp_path / f"ep{i}",
+            SampleBagSpec(duration_s=0.5 + 0.5 * i),
+            storage=("sqlite3", "mcap")[i],
+        )
+        for i in range(2)
+    ]
     rc, out = run(tmp_path, bags, labels={"ep0": True, "ep1": False})
     assert rc == 0
     err = capsys.readouterr().err
@@ -284,8 +316,9 @@ def test_append_extends_and_a_failed_append_keeps_the_file(tmp_path, capsys):
     assert rc == 1 and "exists; pass --append or --overwrite" in capsys.readouterr().err
     assert run(tmp_path, [second], "--append")[0] == 0
     before = out.read_bytes()
-    broken = write_sample_bag(tmp_path / "ep3", SampleBagSpec(duration_s=0.5,
-                                                              missing_cameras=("left",)))
+    broken = write_sample_bag(
+        tmp_path / "ep3", SampleBagSpec(duration_s=0.5, missing_cameras=("left",))
+    )
     assert run(tmp_path, [second, broken], "--append")[0] == 1
     assert out.read_bytes() == before
     with h5py.File(out) as h5:
@@ -324,8 +357,9 @@ def assert_fails(tmp_path, capsys, bags, *patterns, extra=(), **kwargs):
 
 def test_missing_topic(tmp_path, capsys):
     bag = write_sample_bag(tmp_path / "ep", SampleBagSpec(missing_cameras=("global",)))
-    assert_fails(tmp_path, capsys, [bag], str(bag), "global camera topic /global/image_raw "
-                 "is not in the bag")
+    assert_fails(
+        tmp_path, capsys, [bag], str(bag), "global camera topic /global/image_raw is not in the bag"
+    )
 
 
 def test_missing_topic_in_a_later_bag_leaves_no_output(tmp_path, capsys):
@@ -340,18 +374,27 @@ def test_unknown_encoding(tmp_path, capsys):
             stamp = START + k * 100_000_000
             for camera in CAMERA_ORDER:
                 image = writer.message(
-                    "sensor_msgs/msg/Image", header=writer.message(
-                        "std_msgs/msg/Header", frame_id="", stamp=writer.message(
-                            "builtin_interfaces/msg/Time", sec=stamp // 10**9,
-                            nanosec=stamp % 10**9)),
-                    height=2, width=2, encoding="16UC1", is_bigendian=0, step=4,
-                    data=np.zeros(8, np.uint8))
-                writer.write_message(f"/{camera}/image_raw", "sensor_msgs/msg/Image", image,
-                                     stamp)
+                    "sensor_msgs/msg/Image",
+                    header=writer.message(
+                        "std_msgs/msg/Header",
+                        frame_id="",
+                        stamp=writer.message(
+                            "builtin_interfaces/msg/Time", sec=stamp // 10**9, nanosec=stamp % 10**9
+                        ),
+                    ),
+                    height=2,
+                    width=2,
+                    encoding="16UC1",
+                    is_bigendian=0,
+                    step=4,
+                    data=np.zeros(8, np.uint8),
+                )
+                writer.write_message(f"/{camera}/image_raw", "sensor_msgs/msg/Image", image, stamp)
             writer.write_joint_state(stamp, ["a"], [0.0])
             writer.write_command(stamp, [0.0])
-    assert_fails(tmp_path, capsys, [tmp_path / "ep"], "/left/image_raw",
-                 "unsupported image encoding '16UC1'")
+    assert_fails(
+        tmp_path, capsys, [tmp_path / "ep"], "/left/image_raw", "unsupported image encoding '16UC1'"
+    )
 
 
 @pytest.mark.parametrize("cache_mb", [0, 1024])
@@ -362,16 +405,28 @@ def test_undecodable_compressed_image(tmp_path, capsys, cache_mb):
             for camera in ("left", "global"):
                 writer.write_image(camera, stamp, np.zeros((4, 4, 3), np.uint8), compressed=True)
             image = writer.message(
-                "sensor_msgs/msg/CompressedImage", header=writer.message(
-                    "std_msgs/msg/Header", frame_id="", stamp=writer.message(
-                        "builtin_interfaces/msg/Time", sec=0, nanosec=0)),
-                format="jpeg", data=np.frombuffer(b"not a jpeg", np.uint8))
-            writer.write_message("/right/image_raw", "sensor_msgs/msg/CompressedImage",
-                                 image, stamp)
+                "sensor_msgs/msg/CompressedImage",
+                header=writer.message(
+                    "std_msgs/msg/Header",
+                    frame_id="",
+                    stamp=writer.message("builtin_interfaces/msg/Time", sec=0, nanosec=0),
+                ),
+                format="jpeg",
+                data=np.frombuffer(b"not a jpeg", np.uint8),
+            )
+            writer.write_message(
+                "/right/image_raw", "sensor_msgs/msg/CompressedImage", image, stamp
+            )
             writer.write_joint_state(stamp, ["a"], [0.0])
             writer.write_command(stamp, [0.0])
-    assert_fails(tmp_path, capsys, [tmp_path / "ep"], "/right/image_raw", "not a decodable",
-                 extra=("--frame-cache-mb", str(cache_mb)))
+    assert_fails(
+        tmp_path,
+        capsys,
+        [tmp_path / "ep"],
+        "/right/image_raw",
+        "not a decodable",
+        extra=("--frame-cache-mb", str(cache_mb)),
+    )
 
 
 @pytest.mark.parametrize("cache_mb", [0, 1024])
@@ -381,8 +436,9 @@ def test_undecodable_frame_that_the_grid_skips_is_harmless(tmp_path, cache_mb):
             stamp = START + k * 33_333_333
             for camera in CAMERA_ORDER:
                 if camera == "right" and k == 4:
-                    writer.write_image(camera, stamp, np.zeros((4, 4, 3), np.uint8),
-                                       encoding="bgr8", row_padding=0)
+                    writer.write_image(
+                        camera, stamp, np.zeros((4, 4, 3), np.uint8), encoding="bgr8", row_padding=0
+                    )
                     continue
                 writer.write_image(camera, stamp, np.full((4, 4, 3), k, np.uint8))
             writer.write_joint_state(stamp, ["a"], [k])
@@ -399,23 +455,30 @@ def test_wrong_topic_type(tmp_path, capsys):
             writer.write_image(camera, START, np.zeros((4, 4, 3), np.uint8))
         writer.write_joint_state(START, ["a"], [0.0])
         writer.write_reward(START, 1.0)
-        writer.write_message("/commands", "std_msgs/msg/String",
-                             writer.message("std_msgs/msg/String", data="go"), START)
-    assert_fails(tmp_path, capsys, [tmp_path / "ep"], "command topic /commands has type "
-                 "std_msgs/msg/String")
+        writer.write_message(
+            "/commands",
+            "std_msgs/msg/String",
+            writer.message("std_msgs/msg/String", data="go"),
+            START,
+        )
+    assert_fails(
+        tmp_path, capsys, [tmp_path / "ep"], "command topic /commands has type std_msgs/msg/String"
+    )
 
 
 def test_joint_missing_from_joint_states(tmp_path, capsys):
     bag = write_sample_bag(tmp_path / "ep", SampleBagSpec(duration_s=0.5))
     config = {"joint_names": ["left_joint1", "elbow"]}
-    assert_fails(tmp_path, capsys, [bag], "/joint_states", "lacks joint(s) ['elbow']",
-                 config=config)
+    assert_fails(
+        tmp_path, capsys, [bag], "/joint_states", "lacks joint(s) ['elbow']", config=config
+    )
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_truncated_bag(tmp_path, capsys, storage):
-    bag = write_sample_bag(tmp_path / "ep", SampleBagSpec(duration_s=1.0, image_size=(64, 64)),
-                           storage=storage)
+    bag = write_sample_bag(
+        tmp_path / "ep", SampleBagSpec(duration_s=1.0, image_size=(64, 64)), storage=storage
+    )
     data_file = next(bag.glob("ep.*[3p]"))
     data_file.write_bytes(data_file.read_bytes()[: data_file.stat().st_size // 2])
     err = assert_fails(tmp_path, capsys, [bag], str(bag))
@@ -445,31 +508,60 @@ def test_no_time_overlap(tmp_path, capsys):
                 writer.write_image(camera, stamp, np.zeros((4, 4, 3), np.uint8))
             writer.write_joint_state(stamp + 5 * 10**9, ["a"], [0.0])
             writer.write_command(stamp, [0.0])
-    assert_fails(tmp_path, capsys, [tmp_path / "ep"], "no time overlap: /joint_states starts",
-                 "try stamps: receive")
+    assert_fails(
+        tmp_path,
+        capsys,
+        [tmp_path / "ep"],
+        "no time overlap: /joint_states starts",
+        "try stamps: receive",
+    )
 
 
 def test_no_grid_point_with_all_topics(tmp_path, capsys):
-    spec = SampleBagSpec(duration_s=1.0, camera_rate_hz=10, joint_rate_hz=10,
-                         command_rate_hz=10, jitter_s=0.0)
+    spec = SampleBagSpec(
+        duration_s=1.0, camera_rate_hz=10, joint_rate_hz=10, command_rate_hz=10, jitter_s=0.0
+    )
     bag = write_sample_bag(tmp_path / "ep", spec)
     config = {"tolerance_s": 1e-9, "rate_hz": 7.0}
-    assert_fails(tmp_path, capsys, [bag], str(bag), "no episode of at least 2 steps",
-                 "/left/image_raw", config=config)
+    assert_fails(
+        tmp_path,
+        capsys,
+        [bag],
+        str(bag),
+        "no episode of at least 2 steps",
+        "/left/image_raw",
+        config=config,
+    )
 
 
 def test_missing_label_and_bad_config(tmp_path, capsys):
     bag = write_sample_bag(tmp_path / "ep", SampleBagSpec(duration_s=0.5))
     assert_fails(tmp_path, capsys, [bag], "no label for bag 'ep'", labels={"other": True})
-    assert_fails(tmp_path, capsys, [bag], "unknown key topics.cameras",
-                 config={"topics": {"cameras": "x"}})
+    assert_fails(
+        tmp_path, capsys, [bag], "unknown key topics.cameras", config={"topics": {"cameras": "x"}}
+    )
     assert_fails(tmp_path, capsys, [bag], "ros_distro", config={"ros_distro": "boxturtle"})
-    assert_fails(tmp_path, capsys, [bag], "config.yaml: rate_hz must be float, got 'fast'",
-                 config={"rate_hz": "fast"})
-    assert_fails(tmp_path, capsys, [bag], "joint_names must be list[str], got 'a, b'",
-                 config={"joint_names": "a, b"})
-    assert_fails(tmp_path, capsys, [bag], "reward.terminal_on_failure must be bool",
-                 config={"reward": {"terminal_on_failure": "yes"}})
+    assert_fails(
+        tmp_path,
+        capsys,
+        [bag],
+        "config.yaml: rate_hz must be float, got 'fast'",
+        config={"rate_hz": "fast"},
+    )
+    assert_fails(
+        tmp_path,
+        capsys,
+        [bag],
+        "joint_names must be list[str], got 'a, b'",
+        config={"joint_names": "a, b"},
+    )
+    assert_fails(
+        tmp_path,
+        capsys,
+        [bag],
+        "reward.terminal_on_failure must be bool",
+        config={"reward": {"terminal_on_failure": "yes"}},
+    )
     assert_fails(tmp_path, capsys, [tmp_path / "nope"], "nope: no such bag")
 
 
@@ -491,8 +583,11 @@ def test_workers_and_frame_cache_do_not_change_output(tmp_path):
     """One pass with cached frames, two passes, and a cache that overflows mid-bag."""
     spec = SampleBagSpec(duration_s=1.0, camera_rate_hz=30, image_size=(60, 80), jitter_s=0.004)
     bag = write_sample_bag(tmp_path / "ep", spec)
-    runs = {"a.hdf5": ("--workers", "1"), "b.hdf5": ("--workers", "3", "--frame-cache-mb", "0"),
-            "c.hdf5": ("--frame-cache-mb", "1")}  # 1 MB holds 6 of 93 frames of 224x224
+    runs = {
+        "a.hdf5": ("--workers", "1"),
+        "b.hdf5": ("--workers", "3", "--frame-cache-mb", "0"),
+        "c.hdf5": ("--frame-cache-mb", "1"),
+    }  # 1 MB holds 6 of 93 frames of 224x224
     for output, args in runs.items():
         assert run(tmp_path, [bag], *args, "--image-size", "224", "224", output=output)[0] == 0
     with h5py.File(tmp_path / "a.hdf5") as a:
@@ -553,13 +648,20 @@ def test_benchmark_quick_run(tmp_path):
     out = tmp_path / "bench.md"
     completed = subprocess.run(
         [sys.executable, "benchmarks/bag_to_hdf5.py", "--quick", "--out", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert out.read_text() == completed.stdout
     assert completed.stdout.startswith("Command: `python benchmarks/bag_to_hdf5.py --quick")
-    rows = [line.split("|")[1:-1] for line in completed.stdout.splitlines()
-            if line.startswith("| ") and "---" not in line][1:]
+    rows = [
+        line.split("|")[1:-1]
+        for line in completed.stdout.splitlines()
+        if line.startswith("| ") and "---" not in line
+    ][1:]
     assert rows[0][0].strip() == "read-only pass (baseline)" and rows[0][3].strip() == "1.00x"
     assert len(rows) == 6
     for _, seconds, frames_per_s, versus in rows:
@@ -571,9 +673,12 @@ def test_memory_stays_far_below_the_unresized_images(tmp_path, cache_mb):
     spec = SampleBagSpec(duration_s=3.0, image_size=(240, 320))
     bag = write_sample_bag(tmp_path / "ep", spec)
     raw_bytes = 31 * 3 * 240 * 320 * 3
-    config = BagConversionConfig(image_size=(16, 24), frame_cache_mb=cache_mb,
-                                 command_joint_names=list(DEFAULT_JOINT_NAMES),
-                                 reward=RewardConfig(source="none"))
+    config = BagConversionConfig(
+        image_size=(16, 24),
+        frame_cache_mb=cache_mb,
+        command_joint_names=list(DEFAULT_JOINT_NAMES),
+        reward=RewardConfig(source="none"),
+    )
     tracemalloc.start()
     try:
         [report] = convert_bags([bag], tmp_path / "out.hdf5", config)

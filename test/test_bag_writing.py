@@ -24,8 +24,10 @@ TYPESTORE = typestore_for("humble")
 def read_all(path):
     """(topic, msgtype, receive_ns, message) of every message, in bag order."""
     with Reader(path) as reader:
-        return [(c.topic, c.msgtype, t, TYPESTORE.deserialize_cdr(raw, c.msgtype))
-                for c, t, raw in reader.messages()]
+        return [
+            (c.topic, c.msgtype, t, TYPESTORE.deserialize_cdr(raw, c.msgtype))
+            for c, t, raw in reader.messages()
+        ]
 
 
 def stamp_ns(msg):
@@ -41,8 +43,9 @@ def rgb():
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "8UC3"])
 def test_raw_images_round_trip_with_row_padding(tmp_path, storage, encoding, rgb):
     with EpisodeBagWriter(tmp_path / "bag", storage=storage) as writer:
-        writer.write_image("left", 1_500_000_000, rgb, encoding=encoding, row_padding=7,
-                           receive_ns=1_600_000_000)
+        writer.write_image(
+            "left", 1_500_000_000, rgb, encoding=encoding, row_padding=7, receive_ns=1_600_000_000
+        )
     [(topic, msgtype, receive, msg)] = read_all(tmp_path / "bag")
     assert (topic, msgtype, receive) == ("/left/image_raw", "sensor_msgs/msg/Image", 1_600_000_000)
     assert stamp_ns(msg) == 1_500_000_000 and msg.encoding == encoding
@@ -54,8 +57,9 @@ def test_raw_images_round_trip_with_row_padding(tmp_path, storage, encoding, rgb
 def test_mono_images_round_trip(tmp_path, encoding):
     gray = np.arange(60, dtype=np.uint8).reshape(6, 10)
     with EpisodeBagWriter(tmp_path / "bag") as writer:
-        writer.write_image("global", 1, np.stack([gray] * 3, axis=2), encoding=encoding,
-                           row_padding=3)
+        writer.write_image(
+            "global", 1, np.stack([gray] * 3, axis=2), encoding=encoding, row_padding=3
+        )
     [(_, _, _, msg)] = read_all(tmp_path / "bag")
     assert np.array_equal(image_msg_to_rgb(msg)[..., 1], gray)
 
@@ -79,8 +83,10 @@ def test_joint_states_commands_and_reward(tmp_path):
         writer.write_joint_state(10, names, [1.0, 2.0, 3.0], velocities=[0.1, 0.2, 0.3])
         writer.write_command(20, [4.0, 5.0, 6.0])
         writer.write_reward(30, 1.5)
-    with (pytest.raises(BagWriteError, match="another type"),
-          EpisodeBagWriter(tmp_path / "bag2", topics=topics) as writer):
+    with (
+        pytest.raises(BagWriteError, match="another type"),
+        EpisodeBagWriter(tmp_path / "bag2", topics=topics) as writer,
+    ):
         writer.write_command(20, [4.0], kind="float64_multi_array")
         writer.write_command(21, [4.0], kind="joint_state", names=["a"])
     messages = read_all(tmp_path / "bag")
@@ -99,8 +105,9 @@ def test_joint_states_commands_and_reward(tmp_path):
 @pytest.mark.parametrize("kind", ["joint_trajectory", "joint_state"])
 def test_named_commands(tmp_path, kind):
     with EpisodeBagWriter(tmp_path / "bag", storage="mcap") as writer:
-        writer.write_command(5_000_000_001, [0.5, -0.5], kind=kind, names=["j1", "j2"],
-                             receive_ns=5_000_000_002)
+        writer.write_command(
+            5_000_000_001, [0.5, -0.5], kind=kind, names=["j1", "j2"], receive_ns=5_000_000_002
+        )
     [(_, msgtype, receive, msg)] = read_all(tmp_path / "bag")
     assert receive == 5_000_000_002 and stamp_ns(msg) == 5_000_000_001
     if kind == "joint_trajectory":
@@ -137,9 +144,15 @@ def test_bad_requests_are_named(tmp_path, rgb):
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_sample_bag_content_is_a_known_function_of_time(tmp_path, storage):
-    spec = SampleBagSpec(duration_s=1.0, camera_rate_hz=10, joint_rate_hz=20,
-                         command_rate_hz=20, reward_rate_hz=5, joint_order_seed=1,
-                         image_size=(8, 12))
+    spec = SampleBagSpec(
+        duration_s=1.0,
+        camera_rate_hz=10,
+        joint_rate_hz=20,
+        command_rate_hz=20,
+        reward_rate_hz=5,
+        joint_order_seed=1,
+        image_size=(8, 12),
+    )
     path = write_sample_bag(tmp_path / "bag", spec, storage=storage)
     messages = read_all(path)
     receive = [m[2] for m in messages]
@@ -147,8 +160,14 @@ def test_sample_bag_content_is_a_known_function_of_time(tmp_path, storage):
     counts = {}
     for topic, _, _, _ in messages:
         counts[topic] = counts.get(topic, 0) + 1
-    assert counts == {"/left/image_raw": 11, "/right/image_raw": 11, "/global/image_raw": 11,
-                      "/joint_states": 21, "/commands": 21, "/reward": 6}
+    assert counts == {
+        "/left/image_raw": 11,
+        "/right/image_raw": 11,
+        "/global/image_raw": 11,
+        "/joint_states": 21,
+        "/commands": 21,
+        "/reward": 6,
+    }
     for topic, _, receive_ns, msg in messages:
         t = (receive_ns - spec.start_ns) / 1e9
         if topic == "/right/image_raw":
@@ -167,10 +186,19 @@ def test_sample_bag_content_is_a_known_function_of_time(tmp_path, storage):
 
 
 def test_sample_bag_jitter_gaps_zero_stamps_and_missing_camera(tmp_path):
-    spec = SampleBagSpec(duration_s=2.0, camera_rate_hz=10, joint_rate_hz=10,
-                         command_rate_hz=None, jitter_s=0.01, receive_delay_s=0.02,
-                         gaps=((0.5, 0.8),), camera_gaps=((1.5, 1.75),),
-                         missing_cameras=("global",), zero_stamps=True, seed=4)
+    spec = SampleBagSpec(
+        duration_s=2.0,
+        camera_rate_hz=10,
+        joint_rate_hz=10,
+        command_rate_hz=None,
+        jitter_s=0.01,
+        receive_delay_s=0.02,
+        gaps=((0.5, 0.8),),
+        camera_gaps=((1.5, 1.75),),
+        missing_cameras=("global",),
+        zero_stamps=True,
+        seed=4,
+    )
     messages = read_all(write_sample_bag(tmp_path / "bag", spec))
     topics = {m[0] for m in messages}
     assert topics == {"/left/image_raw", "/right/image_raw", "/joint_states"}
@@ -180,7 +208,8 @@ def test_sample_bag_jitter_gaps_zero_stamps_and_missing_camera(tmp_path):
         assert not 0.5 <= t < 0.8
         if topic != "/joint_states":
             assert not 1.5 <= t < 1.75
-    joint_times = sorted((m[2] - spec.start_ns) / 1e9 - 0.02 for m in messages
-                         if m[0] == "/joint_states")
+    joint_times = sorted(
+        (m[2] - spec.start_ns) / 1e9 - 0.02 for m in messages if m[0] == "/joint_states"
+    )
     offsets = np.array(joint_times) - np.round(np.array(joint_times), 1)
     assert np.abs(offsets).max() <= 0.01 + 1e-9 and np.abs(offsets).max() > 0

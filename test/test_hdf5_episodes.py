@@ -28,8 +28,9 @@ CAMERAS = {"left": "cam_left_wrist", "right": "cam_right_wrist", "global": "cam_
 @pytest.fixture
 def canonical(tmp_path):
     path = tmp_path / "data.hdf5"
-    write_episodes(path, coded_episodes([4, 6, 3], [True, False, True]),
-                   joint_names=JOINT_NAMES, rate_hz=15.0)
+    write_episodes(
+        path, coded_episodes([4, 6, 3], [True, False, True]), joint_names=JOINT_NAMES, rate_hz=15.0
+    )
     return path
 
 
@@ -57,7 +58,7 @@ def test_frame_offsets_match_h5py_for_chunked_and_contiguous(tmp_path):
     with h5py.File(path, "r") as h5:
         for key in ("chunked", "contiguous"):
             offsets = frame_offsets(h5[key])
-            got = np.stack([raw[o:o + frames[0].size] for o in offsets]).reshape(frames.shape)
+            got = np.stack([raw[o : o + frames[0].size] for o in offsets]).reshape(frames.shape)
             assert np.array_equal(got, frames), key
         assert frame_offsets(h5["lzf"]) is None
         assert frame_offsets(h5["two_frame_chunks"]) is None
@@ -65,8 +66,9 @@ def test_frame_offsets_match_h5py_for_chunked_and_contiguous(tmp_path):
 
 def test_compressed_images_fall_back_to_h5py(tmp_path):
     path = tmp_path / "gzip.hdf5"
-    write_episodes(path, coded_episodes([3], [True]), joint_names=JOINT_NAMES, rate_hz=10,
-                   compression="gzip")
+    write_episodes(
+        path, coded_episodes([3], [True]), joint_names=JOINT_NAMES, rate_hz=10, compression="gzip"
+    )
     source = read_file(path).source
     assert {s.access for s in source.images.values()} == {"h5py"}
 
@@ -100,8 +102,9 @@ def test_seed_layout_timeouts_end_episodes_without_terminal(tmp_path):
 def test_aloha_folder_with_camera_mapping_in_natural_order(tmp_path):
     episodes = coded_episodes([3, 2, 4], [True, True, True])
     for index, name in enumerate(["episode_2.hdf5", "episode_10.hdf5", "episode_1.hdf5"]):
-        write_aloha_file(tmp_path / name, episodes[index], CAMERAS,
-                         success=None if index else False)
+        write_aloha_file(
+            tmp_path / name, episodes[index], CAMERAS, success=None if index else False
+        )
     (tmp_path / "notes.txt").write_text("not data")
     files = expand_paths(tmp_path)
     assert [f.name for f in files] == ["episode_1.hdf5", "episode_2.hdf5", "episode_10.hdf5"]

@@ -17,8 +17,9 @@ from lapo_ros.hdf5_layout import write_episodes
 @pytest.fixture
 def good_file(tmp_path):
     path = tmp_path / "good.hdf5"
-    write_episodes(path, coded_episodes([3, 5, 2], [True, False, True]),
-                   joint_names=JOINT_NAMES, rate_hz=30.0)
+    write_episodes(
+        path, coded_episodes([3, 5, 2], [True, False, True]), joint_names=JOINT_NAMES, rate_hz=30.0
+    )
     return path
 
 
@@ -59,15 +60,17 @@ def test_files_that_cannot_train_together(good_file, tmp_path, capsys):
 
 def test_no_transitions_cannot_train(tmp_path, capsys):
     path = tmp_path / "single_steps.hdf5"
-    write_episodes(path, coded_episodes([1, 1], [False, False]), joint_names=JOINT_NAMES,
-                   rate_hz=10.0)
+    write_episodes(
+        path, coded_episodes([1, 1], [False, False]), joint_names=JOINT_NAMES, rate_hz=10.0
+    )
     assert main(["inspect", str(path)]) == 1
     assert "no transitions" in capsys.readouterr().out
 
 
 def test_seed_and_aloha_layouts_with_camera_option(tmp_path, capsys):
-    write_seed_file(tmp_path / "seed.hdf5", coded_episodes([2, 3], [True, False]),
-                    chw=True, two_d=True)
+    write_seed_file(
+        tmp_path / "seed.hdf5", coded_episodes([2, 3], [True, False]), chw=True, two_d=True
+    )
     cameras = {"left": "a", "right": "b", "global": "c"}
     write_aloha_file(tmp_path / "episode_0.hdf5", coded_episodes([4], [True])[0], cameras)
     assert main(["inspect", str(tmp_path), "--aloha-cameras", "left=a,right=b,global=c"]) == 0
@@ -91,7 +94,9 @@ def test_usage_errors(tmp_path, capsys):
 def test_runs_as_a_module(good_file):
     result = subprocess.run(
         [sys.executable, "-m", "lapo_ros.hdf5_inspect", "inspect", str(good_file)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "the data can train" in result.stdout

@@ -13,8 +13,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ROS_PACKAGES = {
-    "rclpy", "sensor_msgs", "std_msgs", "std_srvs", "trajectory_msgs", "diagnostic_msgs",
-    "builtin_interfaces", "ament_index_python", "launch", "launch_ros", "rcl_interfaces",
+    "rclpy",
+    "sensor_msgs",
+    "std_msgs",
+    "std_srvs",
+    "trajectory_msgs",
+    "diagnostic_msgs",
+    "builtin_interfaces",
+    "ament_index_python",
+    "launch",
+    "launch_ros",
+    "rcl_interfaces",
 }
 
 

@@ -30,8 +30,7 @@ TERMINALS = [True, False, True, False, False]  # 5 + 3 + 6 + 0 + 2 = 16 transiti
 @pytest.fixture
 def data_file(tmp_path):
     path = tmp_path / "data.hdf5"
-    write_episodes(path, coded_episodes(LENGTHS, TERMINALS), joint_names=JOINT_NAMES,
-                   rate_hz=20.0)
+    write_episodes(path, coded_episodes(LENGTHS, TERMINALS), joint_names=JOINT_NAMES, rate_hz=20.0)
     return path
 
 
@@ -47,8 +46,14 @@ def _all_transitions(buffer) -> set[tuple[int, int, float]]:
     for _ in range(40):
         batch = buffer.sample(16)
         assert_batch_consistent(batch)
-        seen |= set(zip(batch.joint[:, 0].int().tolist(), batch.next_joint[:, 0].int().tolist(),
-                        batch.not_done[:, 0].tolist(), strict=True))
+        seen |= set(
+            zip(
+                batch.joint[:, 0].int().tolist(),
+                batch.next_joint[:, 0].int().tolist(),
+                batch.not_done[:, 0].tolist(),
+                strict=True,
+            )
+        )
     return seen
 
 
@@ -57,9 +62,11 @@ def test_transitions_stay_inside_episodes(data_file):
     assert buffer.num_episodes == 5 and buffer.num_transitions == 16
     assert buffer.episode_lengths.tolist() == LENGTHS
     expected = (
-        {(t, t + 1, 1.0) for t in range(0, 4)} | {(4, 4, 0.0)}  # terminal: next = itself
+        {(t, t + 1, 1.0) for t in range(0, 4)}
+        | {(4, 4, 0.0)}  # terminal: next = itself
         | {(t, t + 1, 1.0) for t in range(5, 8)}  # timeout: step 8 is no transition
-        | {(t, t + 1, 1.0) for t in range(9, 14)} | {(14, 14, 0.0)}
+        | {(t, t + 1, 1.0) for t in range(9, 14)}
+        | {(14, 14, 0.0)}
         | {(t, t + 1, 1.0) for t in range(16, 18)}  # 15: a one-step timeout episode
     )
     assert _all_transitions(buffer) == expected
@@ -89,8 +96,7 @@ def test_resize_only_when_stored_size_differs(data_file):
 @pytest.mark.parametrize("chw", [False, True])
 def test_seed_and_aloha_files_sample_consistently(tmp_path, chw):
     episodes = coded_episodes([4, 3, 5], [True, False, True])
-    write_seed_file(tmp_path / "seed.hdf5", episodes[:2], chw=chw, two_d=True,
-                    compression="lzf")
+    write_seed_file(tmp_path / "seed.hdf5", episodes[:2], chw=chw, two_d=True, compression="lzf")
     cameras = {"left": "l", "right": "r", "global": "g"}
     write_aloha_file(tmp_path / "episode_7.hdf5", episodes[2], cameras)
     buffer = MultimodalReplayBuffer(image_size=16, aloha=AlohaLayout(cameras=cameras))
@@ -188,8 +194,9 @@ def test_data_identity_names_files_and_changes_with_episodes(data_file, tmp_path
     json.dumps(record)  # plain JSON types
     assert record["joint_names"] == JOINT_NAMES and record["rate_hz"] == 20.0
     other = tmp_path / "other.hdf5"
-    write_episodes(other, coded_episodes([5, 5, 6, 1, 3], TERMINALS), joint_names=JOINT_NAMES,
-                   rate_hz=20.0)
+    write_episodes(
+        other, coded_episodes([5, 5, 6, 1, 3], TERMINALS), joint_names=JOINT_NAMES, rate_hz=20.0
+    )
     assert _buffer(other).data_identity["episode_ends_sha256"] != identity["episode_ends_sha256"]
 
 
@@ -199,8 +206,9 @@ def test_incompatible_data_is_refused(data_file, tmp_path):
     with pytest.raises(DatasetReadError, match=r"/actions has dimension 16.*action_dim=8"):
         MultimodalReplayBuffer(action_dim=8, image_size=16).load_from_hdf5(data_file)
     renamed = tmp_path / "renamed.hdf5"
-    write_episodes(renamed, coded_episodes([3], [True]),
-                   joint_names=[f"j{i}" for i in range(16)], rate_hz=20.0)
+    write_episodes(
+        renamed, coded_episodes([3], [True]), joint_names=[f"j{i}" for i in range(16)], rate_hz=20.0
+    )
     buffer = _buffer(data_file)
     with pytest.raises(DatasetReadError, match="renamed.hdf5: joint_names"):
         buffer.load_from_hdf5(renamed)
@@ -211,8 +219,9 @@ def test_incompatible_data_is_refused(data_file, tmp_path):
 
 def test_only_timed_out_single_steps_cannot_train(tmp_path):
     path = tmp_path / "short.hdf5"
-    write_episodes(path, coded_episodes([1, 1], [False, False]), joint_names=JOINT_NAMES,
-                   rate_hz=10)
+    write_episodes(
+        path, coded_episodes([1, 1], [False, False]), joint_names=JOINT_NAMES, rate_hz=10
+    )
     with pytest.raises(DatasetReadError, match="no transitions"):
         _buffer(path).sample(2)
 
@@ -241,8 +250,13 @@ def test_loader_seeds_repeat_in_process(data_file):
 
 def test_loader_reads_h5py_fallback_in_workers(tmp_path):
     path = tmp_path / "gzip.hdf5"
-    write_episodes(path, coded_episodes(LENGTHS, TERMINALS), joint_names=JOINT_NAMES,
-                   rate_hz=20.0, compression="gzip")
+    write_episodes(
+        path,
+        coded_episodes(LENGTHS, TERMINALS),
+        joint_names=JOINT_NAMES,
+        rate_hz=20.0,
+        compression="gzip",
+    )
     buffer = _buffer(path)
     buffer.sample(4)
     with h5py.File(path, "r"):  # another open handle in the parent does not matter
@@ -262,12 +276,18 @@ def _textured(lengths, size=12):
 
 
 def _expected_images(episodes, steps, size):
-    left, right, global_ = (np.concatenate([getattr(e, f"{c}_image") for e in episodes])
-                            for c in ("left", "right", "global"))
-    return np.stack([
-        stack_cameras(*(resize_rgb(frames[t], (size, size)) for frames in (left, right, global_)))
-        for t in steps
-    ])
+    left, right, global_ = (
+        np.concatenate([getattr(e, f"{c}_image") for e in episodes])
+        for c in ("left", "right", "global")
+    )
+    return np.stack(
+        [
+            stack_cameras(
+                *(resize_rgb(frames[t], (size, size)) for frames in (left, right, global_))
+            )
+            for t in steps
+        ]
+    )
 
 
 @pytest.mark.parametrize("chw_file", [False, True])

@@ -59,6 +59,7 @@ def test_image_and_joint_state_cross_process(ros_context):
             received.setdefault(key, msg)
             if len(received) == 2:
                 done.set()
+
         return callback
 
     node.create_subscription(Image, "camera/image_raw", store("image"), qos_profile_sensor_data)

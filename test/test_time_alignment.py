@@ -64,8 +64,9 @@ def test_align_drops_points_and_counts_per_stream():
     camera = camera[(camera < 500 * MS) | (camera > 700 * MS)]  # 3 frames lost
     joints = np.arange(0, 2001, 10) * MS
     joints = joints[(joints < 1500 * MS) | (joints > 1500 * MS)]  # one sample lost
-    result = align_streams({"camera": camera, "joints": joints}, rate_hz=10,
-                           tolerance_s=0.004, max_gap_s=0.5)
+    result = align_streams(
+        {"camera": camera, "joints": joints}, rate_hz=10, tolerance_s=0.004, max_gap_s=0.5
+    )
     assert result.grid_points == 21
     assert result.dropped == {"camera": 3, "joints": 1}
     assert len(result.grid_ns) == 17
@@ -73,11 +74,20 @@ def test_align_drops_points_and_counts_per_stream():
 
 
 def test_align_long_gap_splits_and_short_segments_are_dropped():
-    camera = np.concatenate([np.arange(0, 1001, 100), np.arange(2000, 2101, 100),
-                             np.arange(3000, 4001, 100)]) * MS
+    camera = (
+        np.concatenate(
+            [np.arange(0, 1001, 100), np.arange(2000, 2101, 100), np.arange(3000, 4001, 100)]
+        )
+        * MS
+    )
     joints = np.arange(0, 4001, 10) * MS
-    result = align_streams({"camera": camera, "joints": joints}, rate_hz=10,
-                           tolerance_s=0.02, max_gap_s=0.5, min_steps=3)
+    result = align_streams(
+        {"camera": camera, "joints": joints},
+        rate_hz=10,
+        tolerance_s=0.02,
+        max_gap_s=0.5,
+        min_steps=3,
+    )
     lengths = [b - a for a, b in result.segments]
     assert lengths == [11, 11]  # the 2-step piece in the middle is too short
     assert result.short_steps == 2
@@ -86,14 +96,22 @@ def test_align_long_gap_splits_and_short_segments_are_dropped():
 
 def test_align_no_overlap_names_streams():
     with pytest.raises(AlignmentError, match="no time overlap: /joints starts .* /camera ends"):
-        align_streams({"/camera": np.array([0, 1]) * 10**9, "/joints": np.array([2, 3]) * 10**9},
-                      rate_hz=10, tolerance_s=0.05, max_gap_s=0.5)
+        align_streams(
+            {"/camera": np.array([0, 1]) * 10**9, "/joints": np.array([2, 3]) * 10**9},
+            rate_hz=10,
+            tolerance_s=0.05,
+            max_gap_s=0.5,
+        )
 
 
 def test_align_empty_stream_names_it():
     with pytest.raises(AlignmentError, match="/left: no messages"):
-        align_streams({"/left": np.zeros(0), "/joints": np.array([1, 2])},
-                      rate_hz=10, tolerance_s=0.05, max_gap_s=0.5)
+        align_streams(
+            {"/left": np.zeros(0), "/joints": np.array([1, 2])},
+            rate_hz=10,
+            tolerance_s=0.05,
+            max_gap_s=0.5,
+        )
 
 
 @settings(max_examples=60, deadline=None)
@@ -106,8 +124,9 @@ def test_align_empty_stream_names_it():
 def test_align_properties(camera, joints, rate_hz, tolerance_ms):
     stamps = {"camera": np.array(camera) * MS, "joints": np.array(joints) * MS}
     try:
-        result = align_streams(stamps, rate_hz=rate_hz, tolerance_s=tolerance_ms / 1e3,
-                               max_gap_s=0.3)
+        result = align_streams(
+            stamps, rate_hz=rate_hz, tolerance_s=tolerance_ms / 1e3, max_gap_s=0.3
+        )
     except AlignmentError:
         assert min(camera) > max(joints) or min(joints) > max(camera)
         return

@@ -1,0 +1,85 @@
+"""Newest sample of each sensor input, with age and mutual-skew checks (no ROS).
+
+Subscription callbacks ``update`` (or ``invalidate`` on a bad message); the control
+tick takes a ``snapshot``, which raises ``InputNotReady`` with a short reason when any
+input is missing, bad, too old, or too far apart in time from the others.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+
+class InputNotReady(Exception):
+    """The inputs cannot drive a command this tick; ``reason`` is a short snake_case tag."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One input message, already converted: header stamp (ns) and value."""
+
+    stamp_ns: int
+    value: Any
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The newest sample of every input, checked together at ``now_ns``."""
+
+    samples: dict[str, Sample]
+    newest_stamp_ns: int
+    oldest_stamp_ns: int
+
+
+class SensorCache:
+    """Thread-safe store of the newest ``Sample`` per input name."""
+
+    def __init__(self, names: Iterable[str]):
+        self._names = tuple(names)
+        self._samples: dict[str, Sample | None] = dict.fromkeys(self._names)
+        self._problems: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._names
+
+    def update(self, name: str, stamp_ns: int, value: Any) -> None:
+        """Store a good message; it replaces any earlier sample or problem."""
+        sample = Sample(stamp_ns, value)
+        with self._lock:
+            self._samples[name] = sample
+            self._problems.pop(name, None)
+
+    def invalidate(self, name: str, reason: str) -> None:
+        """Mark an input bad (its newest message was unusable) until the next ``update``."""
+        with self._lock:
+            self._samples[name] = None
+            self._problems[name] = reason
+
+    def snapshot(self, now_ns: int, max_age_ns: int, max_skew_ns: int) -> Snapshot:
+        """All inputs, each no older than ``max_age_ns`` and within ``max_skew_ns`` of each other.
+
+        A stamp more than ``max_age_ns`` in the future counts as stale too (clock trouble).
+        """
+        with self._lock:
+            samples = dict(self._samples)
+            problems = dict(self._problems)
+        for name in self._names:
+            sample = samples[name]
+            if sample is None:
+                raise InputNotReady(problems.get(name, f"missing_{name}"))
+            if abs(now_ns - sample.stamp_ns) > max_age_ns:
+                raise InputNotReady(f"stale_{name}")
+        stamps = [sample.stamp_ns for sample in samples.values()]
+        newest, oldest = max(stamps), min(stamps)
+        if newest - oldest > max_skew_ns:
+            raise InputNotReady("skew")
+        return Snapshot(samples, newest, oldest)
