@@ -122,17 +122,6 @@ def resolve_data(
     return replay_buffer.statistics, replace(config, image_size=buffer_size)
 
 
-def episodic_value_bounds(statistics: DatasetStatistics, gamma: float) -> tuple[float, float]:
-    """Bounds of any discounted return over 1..inf steps: LAPO's r/(1-gamma) widened to r.
-
-    ``statistics.value_bounds`` (r_min/(1-gamma), r_max/(1-gamma)) assumes endless
-    episodes; with terminal steps a value can be a single reward, e.g. r_min when
-    r_min > 0, which that lower bound would wrongly clip upwards.
-    """
-    low, high = statistics.value_bounds(gamma)
-    return min(low, statistics.reward_min), max(high, statistics.reward_max)
-
-
 def check_batch(owner: str, batch: TransitionBatch, image_size: int, joint_dim: int,
                 action_dim: int) -> None:
     """Raise ValueError naming the field whose shape does not fit the agent."""
@@ -161,7 +150,7 @@ def check_batch(owner: str, batch: TransitionBatch, image_size: int, joint_dim: 
 class MultimodalLatent:
     """Multimodal LAPO agent (the seed's API).
 
-    ``min_v`` / ``max_v`` default to ``episodic_value_bounds``; ``latent_dim``
+    ``min_v`` / ``max_v`` default to ``statistics.value_bounds``; ``latent_dim``
     defaults to 2 * action_dim. Keyword ``overrides`` are ``LAPOConfig`` fields.
     ``statistics`` replaces the buffer when there is none (export, evaluation).
     """
@@ -192,7 +181,7 @@ class MultimodalLatent:
         self.latent_dim = int(latent_dim)
         self.joint_dim = int(np.asarray(statistics.joint_mean).size)
         self.max_action = float(max_action)
-        bounds = episodic_value_bounds(statistics, self.config.gamma)
+        bounds = statistics.value_bounds(self.config.gamma)
         self.min_v = float(bounds[0] if min_v is None else min_v)
         self.max_v = float(bounds[1] if max_v is None else max_v)
         if not self.min_v <= self.max_v:

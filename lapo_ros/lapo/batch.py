@@ -59,8 +59,17 @@ class DatasetStatistics:
     num_transitions: int
 
     def value_bounds(self, discount: float) -> tuple[float, float]:
-        """(min_v, max_v) = (r_min, r_max) / (1 - discount), as in the original LAPO."""
-        return self.reward_min / (1.0 - discount), self.reward_max / (1.0 - discount)
+        """(min_v, max_v): bounds of any discounted return of 1 to infinitely many steps.
+
+        The original LAPO's (r_min, r_max) / (1 - discount), widened to (r_min, r_max)
+        themselves: with terminal steps a value can be a single reward, which the
+        endless-episode bound would clip (r_min / (1 - discount) > r_min when r_min > 0).
+        """
+        scale = 1.0 / (1.0 - discount)
+        return (
+            min(self.reward_min * scale, self.reward_min),
+            max(self.reward_max * scale, self.reward_max),
+        )
 
     def to_dict(self) -> dict:
         """Plain lists and floats, safe for JSON and ``torch.load(weights_only=True)``."""
