@@ -23,27 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from common import Table, add_repo_to_path, benchmark_parser, emit, ratio
+from common import REPO_ROOT, Table, add_repo_to_path, benchmark_parser, emit, ratio
 
 add_repo_to_path()
 
 JOINTS = [f"{side}_joint_{i}" for side in ("left", "right") for i in range(8)]
 
 # Fast DDS sends messages larger than its shared-memory segment (default 0.5 MB) over UDP,
-# where a best-effort 0.9 MB camera frame is lost whenever the socket buffer overflows
-# (most frames on a loaded machine). Camera pipelines size the segment up; so does this.
-FASTDDS_LARGE_SHM = """<?xml version="1.0" encoding="UTF-8"?>
-<dds xmlns="http://www.eprosima.com"><profiles>
-  <transport_descriptors><transport_descriptor>
-    <transport_id>large_shm</transport_id><type>SHM</type>
-    <segment_size>33554432</segment_size><maxMessageSize>4194304</maxMessageSize>
-  </transport_descriptor></transport_descriptors>
-  <participant profile_name="large_shm" is_default_profile="true"><rtps>
-    <userTransports><transport_id>large_shm</transport_id></userTransports>
-    <useBuiltinTransports>false</useBuiltinTransports>
-  </rtps></participant>
-</profiles></dds>
-"""
+# where best-effort 0.9 MB camera frames are lost; the package ships a profile for that.
+FASTDDS_LARGE_FRAMES = REPO_ROOT / "config" / "fastdds_large_frames.xml"
 
 
 def write_conv_policy(path: Path, size: int, width: int) -> Path:
@@ -283,9 +271,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") == "rmw_fastrtps_cpp":
-            profile = Path(tmp) / "fastdds_large_shm.xml"
-            profile.write_text(FASTDDS_LARGE_SHM)
-            os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+            os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_LARGE_FRAMES))
         model = args.model or write_conv_policy(Path(tmp) / "bench.onnx", 224, args.width)
         from lapo_ros.policy_node import PolicyNode
 

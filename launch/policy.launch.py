@@ -7,12 +7,11 @@ A camera argument names the raw topic; with ``image_transport: compressed`` the 
 subscribes to ``<that topic>/compressed``.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 CAMERA_REMAPPINGS = {
     "left_image": "left/image_raw",

@@ -97,5 +97,5 @@ def test_share_directory_is_found_through_the_ament_index():
     assert (share / "package.xml").is_file()
     for launch_file in (ROOT / "launch").glob("*.launch.py"):
         assert (share / "launch" / launch_file.name).is_file()
-    for config_file in (ROOT / "config").glob("*.yaml"):
+    for config_file in (ROOT / "config").iterdir():
         assert (share / "config" / config_file.name).is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -42,10 +43,8 @@ def publish_forever() -> None:
         joint_pub.publish(joints)
 
     node.create_timer(0.05, tick)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
 
 
 def test_image_and_joint_state_cross_process(ros_context):
