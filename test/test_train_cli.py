@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from lapo_ros.lapo.export import export_checkpoint
 from lapo_ros.lapo.run_checkpoint import TrainingCheckpointError, read_training_record
 from lapo_ros.lapo.train_config import TrainConfigError, load_train_config, resume_config
 from lapo_ros.lapo.trainer import train
@@ -111,6 +112,20 @@ def test_cli_run_writes_config_logs_and_checkpoints(tmp_path, dataset):
     payload = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert payload["step"] == 4  # the agent's own step agrees
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+
+    # the held-out episodes are recorded, so evaluate.py --run checks exactly those
+    held_out = record["val_episodes"]
+    assert held_out and set(held_out) <= set(range(5)) and len(held_out) < 5
+    policy = tmp_path / "policy.onnx"
+    export_checkpoint(run_dir / "checkpoints" / "best.pt", policy)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "training" / "evaluate.py"), "--policy", str(policy),
+         "--run", str(run_dir), "--out", str(tmp_path / "eval")],
+        capture_output=True, text=True, env=_env(), timeout=120, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"on {len(held_out)} episode(s)" in result.stdout
+    assert f"episodes {held_out}" in (tmp_path / "eval" / "errors.md").read_text()
 
 
 def _final_state(checkpoint: Path) -> dict:

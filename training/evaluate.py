@@ -3,6 +3,7 @@
 
     python training/evaluate.py --policy policy.onnx --data held_out.hdf5 [--out DIR]
         [--episodes 0 3] [--plots 2]
+    python training/evaluate.py --policy policy.onnx --run runs/pick   # its held-out episodes
 
 Runs the file exactly as the robot will (onnxruntime or TorchScript, its own metadata),
 prints a per-joint error table (robot units) and writes DIR/errors.csv, DIR/errors.md and
@@ -23,17 +24,32 @@ except ImportError:  # a source checkout without `pip install`: use the reposito
 from lapo_ros.hdf5_episodes import DatasetReadError
 from lapo_ros.image_preprocessing import ImageConversionError
 from lapo_ros.lapo.evaluation import EvaluationError, evaluate_policy_file
+from lapo_ros.lapo.run_checkpoint import TrainingCheckpointError, read_training_record
 from lapo_ros.policy_file import PolicyMetadataError
 
 USER_ERRORS = (EvaluationError, DatasetReadError, PolicyMetadataError, ImageConversionError,
-               FileNotFoundError)
+               TrainingCheckpointError, FileNotFoundError)
+
+
+def held_out_episodes(run_dir: Path) -> tuple[list[str], list[int]]:
+    """(data paths, validation episode indices) recorded by the training run in ``run_dir``."""
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{checkpoint}: no training checkpoint in --run {run_dir}")
+    record = read_training_record(checkpoint)
+    if not record.get("val_episodes"):
+        raise EvaluationError(f"{checkpoint}: the run recorded no held-out episodes")
+    return record["config"]["data"], record["val_episodes"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", required=True, type=Path, help="policy.onnx or policy.pt")
-    parser.add_argument("--data", required=True, nargs="+", metavar="PATH",
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", nargs="+", metavar="PATH",
                         help="HDF5 files or folders of episode files")
+    source.add_argument("--run", type=Path, metavar="RUN_DIR",
+                        help="a training run: evaluate on the episodes it held out")
     parser.add_argument("--out", type=Path,
                         help="output folder (default: <policy name>_evaluation beside it)")
     parser.add_argument("--episodes", type=int, nargs="+", metavar="I",
@@ -42,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
     out = args.out or args.policy.with_name(f"{args.policy.stem}_evaluation")
-    data = args.data[0] if len(args.data) == 1 else args.data
     try:
+        if args.run is not None:
+            args.data, args.episodes = held_out_episodes(args.run)
+        data = args.data[0] if len(args.data) == 1 else args.data
         report = evaluate_policy_file(args.policy, data, out, episodes=args.episodes,
                                       plots=args.plots, batch_size=args.batch_size)
     except USER_ERRORS as error:

@@ -62,6 +62,8 @@ class MultimodalReplayBuffer:
         self.images_in_memory = images_in_memory
         self._sources: list[EpisodeSource] = []
         self._episodes = np.zeros((0, 2), dtype=np.int64)  # rows: (source, episode in source)
+        # after split(): this buffer's episodes as indices into the buffer it was split from
+        self.parent_episode_indices: list[int] | None = None
         self._rng = np.random.default_rng(seed)
         self._reset_cache()
 
@@ -253,6 +255,7 @@ class MultimodalReplayBuffer:
         )
         child._sources = self._sources
         child._episodes = self._episodes[rows]
+        child.parent_episode_indices = rows.tolist()
         return child
 
     # ---- internals -----------------------------------------------------------------------

@@ -148,6 +148,7 @@ class Trainer:
             "joint_dim": data.joint_dim,
             "data_identity": data.data_identity,
             "val_data_identity": self.val_data.data_identity,
+            "val_episodes": self.val_data.parent_episode_indices,
             "world_size": self.context.world_size,
             "lapo_ros_version": lapo_ros.__version__,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
