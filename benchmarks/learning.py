@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""LAPO vs behaviour cloning on the simulated reach task: closed-loop success rates.
+
+Same encoder (ResNet18, 9-channel), same data and same number of steps for both; BC is
+MSE regression (``lapo_ros.lapo.bc``). Two datasets of scripted demonstrations:
+``expert`` (expert only) and ``heterogeneous`` (expert, noisy and wrong-target, the mix
+of the demo). Each policy is run in closed loop in the sim (in-process, no DDS, for speed)
+on target layouts unseen in training; the scripted expert on the same layouts is the
+baseline of the run. Targets (issue 8): heterogeneous LAPO >= 1.3x BC and >= 0.8x expert;
+expert-data LAPO no worse than BC.
+
+    python benchmarks/learning.py [--quick] [--out FILE.md] [--seeds 3] [--steps 600]
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Table, add_repo_to_path, benchmark_parser, emit, ratio  # noqa: E402
+
+add_repo_to_path()
+
+import numpy as np  # noqa: E402
+
+from lapo_ros.demo.demonstrations import DemoMix, iter_demonstrations  # noqa: E402
+from lapo_ros.demo.pipeline import expert_success  # noqa: E402
+from lapo_ros.hdf5_layout import write_episodes  # noqa: E402
+from lapo_ros.sim import JOINT_NAMES, DualArmReachEnv, SimConfig  # noqa: E402
+
+DATASETS = {
+    "expert": {"expert": 1.0},
+    "heterogeneous": {"expert": 0.3, "noisy": 0.15, "wrong_target": 0.55},
+}
+EVAL_SEED = 10_000
+SHORT_RUN_TAU = 0.05  # LAPO's 0.005 is for 1M steps: its targets would still hold the init
+
+
+def make_dataset(path: Path, fractions: dict[str, float], episodes: int, sim: SimConfig,
+                 seed: int) -> float:
+    """Write demonstrations straight to HDF5 (the bag path is the demo's); return success."""
+    recorded = list(iter_demonstrations(DemoMix(episodes, fractions, seed), sim))
+    write_episodes(path, [e.to_episode() for e in recorded], joint_names=JOINT_NAMES,
+                   rate_hz=sim.rate_hz)
+    return float(np.mean([e.success for e in recorded]))
+
+
+def train_agent(algo: str, data: Path, sim: SimConfig, steps: int, batch_size: int,
+                seed: int, device: str):
+    from lapo_ros.lapo import MultimodalLatent, MultimodalReplayBuffer
+    from lapo_ros.lapo.bc import BehaviorCloning
+
+    size = sim.image_size[0]
+    buffer = MultimodalReplayBuffer(16, 16, device, image_size=size, seed=seed,
+                                    images_in_memory=True)
+    buffer.load_from_hdf5(data)
+    if algo == "lapo":
+        agent = MultimodalLatent(16, replay_buffer=buffer, device=device, image_size=size,
+                                 seed=seed, tau=SHORT_RUN_TAU)
+    else:
+        agent = BehaviorCloning(16, replay_buffer=buffer, device=device, image_size=size,
+                                seed=seed)
+    agent.train(steps, batch_size)
+    return agent
+
+
+def closed_loop_success(agent, sim: SimConfig, episodes: int) -> tuple[float, float]:
+    """(success rate, mean final fingertip distance to the red target in cm)."""
+    env = DualArmReachEnv(sim)
+    successes, distances = 0, []
+    for index in range(episodes):
+        obs, _ = env.reset(EVAL_SEED + index)
+        while True:
+            action = agent.select_action(obs["left"], obs["right"], obs["global"], obs["joint"])
+            obs, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                break
+        successes += info["success"]
+        distances.append(100.0 * info["goal_distance"])
+    return successes / episodes, float(np.mean(distances))
+
+
+def target_notes(means: dict[tuple[str, str], float], expert: float) -> list[str]:
+    """Whether the issue's targets are met by the measured mean success rates."""
+    notes = []
+    if {("heterogeneous", "lapo"), ("heterogeneous", "bc")} <= set(means):
+        lapo, bc = means["heterogeneous", "lapo"], means["heterogeneous", "bc"]
+        vs_bc = "met" if lapo > 0 and lapo >= 1.3 * bc else "NOT met"
+        vs_expert = "met" if lapo >= 0.8 * expert else "NOT met"
+        notes.append(f"Target heterogeneous LAPO >= 1.3x BC: {vs_bc}; >= 0.8x expert: "
+                     f"{vs_expert}.")
+    if {("expert", "lapo"), ("expert", "bc")} <= set(means):
+        met = means["expert", "lapo"] >= means["expert", "bc"]
+        notes.append(f"Target expert-data LAPO >= BC: {'met' if met else 'NOT met'}.")
+    return notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = benchmark_parser(__doc__.split("\n\n")[0], device=True)
+    parser.add_argument("--seeds", type=int, help="training seeds per cell (default 3; quick 1)")
+    parser.add_argument("--steps", type=int, help="gradient steps per policy")
+    parser.add_argument("--episodes", type=int, help="demonstrations per dataset")
+    parser.add_argument("--eval-episodes", type=int, help="closed-loop episodes per policy")
+    parser.add_argument("--image-size", type=int, help="camera/encoder image side (px)")
+    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS),
+                        default=list(DATASETS), help="datasets to run (default both)")
+    parser.add_argument("--algorithms", nargs="+", choices=["bc", "lapo"],
+                        default=["bc", "lapo"], help="algorithms to run (default both)")
+    args = parser.parse_args(argv)
+    quick = {"seeds": 1, "steps": 4, "episodes": 6, "eval_episodes": 2, "image_size": 32,
+             "batch_size": 8}
+    full = {"seeds": 3, "steps": 600, "episodes": 40, "eval_episodes": 20, "image_size": 32,
+            "batch_size": 32}
+    sizes = dict(quick if args.quick else full)
+    for key in ("seeds", "steps", "episodes", "eval_episodes", "image_size"):
+        if getattr(args, key) is not None:
+            sizes[key] = getattr(args, key)
+    from common import resolve_device
+
+    device = str(resolve_device(args.device))
+    sim = SimConfig(image_size=(sizes["image_size"], sizes["image_size"]))
+    expert = expert_success(sim, sizes["eval_episodes"], EVAL_SEED)
+
+    table = Table(
+        "Closed-loop success in the sim: LAPO vs BC (ratios vs BC and vs the scripted expert)",
+        ["data", "algorithm", "success per seed", "mean success", "vs BC", "vs expert",
+         "final distance to red (cm)", "train s/policy"])
+    means: dict[tuple[str, str], float] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lapo_learning_") as tmp:
+        for name in args.datasets:
+            fractions = DATASETS[name]
+            data = Path(tmp) / f"{name}.hdf5"
+            demo_success = make_dataset(data, fractions, sizes["episodes"], sim, seed=0)
+            rows = {}
+            for algo in args.algorithms:
+                scores, seconds, distances = [], [], []
+                for seed in range(sizes["seeds"]):
+                    begin = time.perf_counter()
+                    agent = train_agent(algo, data, sim, sizes["steps"], sizes["batch_size"],
+                                        seed, device)
+                    seconds.append(time.perf_counter() - begin)
+                    success, distance = closed_loop_success(agent, sim, sizes["eval_episodes"])
+                    scores.append(success)
+                    distances.append(distance)
+                    print(f"{name} {algo} seed {seed}: success {success:.0%}, final distance "
+                          f"{distance:.1f} cm ({seconds[-1]:.0f} s)", file=sys.stderr, flush=True)
+                means[name, algo] = float(np.mean(scores))
+                rows[algo] = (scores, float(np.mean(distances)), float(np.mean(seconds)))
+            for algo, label in (("bc", "BC (MSE)"), ("lapo", "LAPO")):
+                if algo not in rows:
+                    continue
+                scores, distance, seconds = rows[algo]
+                table.add_row(f"{name} ({demo_success:.0%} demos succeed)", label,
+                              " / ".join(f"{s:.0%}" for s in scores),
+                              f"{means[name, algo]:.0%}",
+                              ratio(means[name, algo], means.get((name, "bc"), float("nan"))),
+                              ratio(means[name, algo], expert), f"{distance:.1f}",
+                              f"{seconds:.0f}")
+    table.notes = [
+        f"Baseline of this run: the scripted expert succeeds on {expert:.0%} of the "
+        f"{sizes['eval_episodes']} evaluation layouts (seeds {EVAL_SEED}+, unseen in training).",
+        f"{sizes['episodes']} demonstrations per dataset, {sizes['steps']} steps of batch "
+        f"{sizes['batch_size']} at {sizes['image_size']} px, {sizes['seeds']} seed(s), "
+        f"device {device}; total {(time.perf_counter() - started) / 60:.1f} min.",
+        *target_notes(means, expert),
+    ]
+    emit([table], args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

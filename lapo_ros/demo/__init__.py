@@ -1,0 +1,1 @@
+"""The closed-loop demo: scripted demonstrations as ros2 bags, training, sim + policy node."""
