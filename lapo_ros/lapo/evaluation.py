@@ -190,7 +190,8 @@ def evaluate_policy_file(
     from lapo_ros.lapo.replay_buffer import MultimodalReplayBuffer
 
     metadata = read_policy_metadata(policy_path)
-    for source in load_sources(data):
+    sources = load_sources(data)
+    for source in sources:
         for what, found, wanted in (("joints", source.joint.shape[1], metadata.joint_dim),
                                     ("actions", source.action.shape[1], metadata.action_dim)):
             if found != wanted:
@@ -202,7 +203,7 @@ def evaluate_policy_file(
     buffer = MultimodalReplayBuffer(
         action_dim=metadata.action_dim, joint_dim=metadata.joint_dim, image_size=max(height, width)
     )
-    buffer.load_from_hdf5(data)
+    buffer.add_sources(sources)
     data_names = buffer.joint_names
     named = any(source.joint_names for source in buffer.sources)
     if named and data_names != metadata.joint_names:

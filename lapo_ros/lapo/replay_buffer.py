@@ -78,7 +78,7 @@ class MultimodalReplayBuffer:
         key of every problem; nothing is added then.
         """
         sources = load_sources(paths, aloha=self.aloha, images_in_memory=self.images_in_memory)
-        return self._add_sources(sources)
+        return self.add_sources(sources)
 
     def add_episodes(
         self,
@@ -89,10 +89,11 @@ class MultimodalReplayBuffer:
         name: str = "in-memory episodes",
     ) -> int:
         """Add ``hdf5_layout.Episode`` objects held in RAM (tests, simulation)."""
-        return self._add_sources([in_memory_source(name, list(episodes),
+        return self.add_sources([in_memory_source(name, list(episodes),
                                                    joint_names=joint_names, rate_hz=rate_hz)])
 
-    def _add_sources(self, sources: list[EpisodeSource]) -> int:
+    def add_sources(self, sources: list[EpisodeSource]) -> int:
+        """Add episode sources already read by ``hdf5_episodes.load_sources`` (no re-read)."""
         known = list(self._sources)
         for source in sources:
             self._check_compatible(source, known)

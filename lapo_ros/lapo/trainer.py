@@ -76,7 +76,7 @@ def load_data(config: TrainConfig, device: torch.device
         action_dim=int(sources[0].action.shape[1]), joint_dim=int(sources[0].joint.shape[1]),
         device=device, image_size=config.image_size, seed=config.seed,
     )
-    buffer.load_from_hdf5(config.data)
+    buffer.add_sources(sources)
     if buffer.num_episodes < 2:
         raise TrainConfigError(
             f"data {config.data}: {buffer.num_episodes} episode(s); at least 2 are needed to "
