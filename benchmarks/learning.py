@@ -37,6 +37,10 @@ DATASETS = {
 }
 EVAL_SEED = 10_000
 SHORT_RUN_TAU = 0.05  # LAPO's 0.005 is for 1M steps: its targets would still hold the init
+# In a few hundred steps the TD loss alone does not teach the encoder where the targets are
+# (LAPO 0% on heterogeneous data, its VAE decoded at z=0 as bad): the critic optimizer also
+# fits an action head (LAPOConfig.encoder_action_weight), the VAE/actor stay detached.
+SHORT_RUN_ENCODER_ACTION_WEIGHT = 1.0
 
 
 def make_dataset(path: Path, fractions: dict[str, float], episodes: int, sim: SimConfig,
@@ -59,7 +63,8 @@ def train_agent(algo: str, data: Path, sim: SimConfig, steps: int, batch_size: i
     buffer.load_from_hdf5(data)
     if algo == "lapo":
         agent = MultimodalLatent(16, replay_buffer=buffer, device=device, image_size=size,
-                                 seed=seed, tau=SHORT_RUN_TAU)
+                                 seed=seed, tau=SHORT_RUN_TAU,
+                                 encoder_action_weight=SHORT_RUN_ENCODER_ACTION_WEIGHT)
     else:
         agent = BehaviorCloning(16, replay_buffer=buffer, device=device, image_size=size,
                                 seed=seed)

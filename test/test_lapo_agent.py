@@ -381,3 +381,34 @@ def test_pretrained_weights_come_from_a_local_file_and_are_not_needed_to_reload(
     torch.testing.assert_close(
         restored.obs_encoder.image_encoder.backbone.conv1.weight[:, :3], kernel / 3
     )
+
+
+def test_encoder_action_head_is_opt_in_and_keeps_the_optimizer_contract(tmp_path):
+    assert make_agent().critic.action_net is None  # default: the seed's pure critic-led encoder
+    agent = make_agent(encoder_action_weight=1.0)
+    encoder = {id(p) for p in agent.obs_encoder.parameters()}
+    head = {id(p) for p in agent.critic.action_net.parameters()}
+    held = {id(p) for g in agent.critic_optimizer.param_groups for p in g["params"]}
+    assert held == encoder | {id(p) for p in agent.critic.parameters()} and head <= held
+    vae_before = snapshot(agent.obs_encoder)
+    hooks = []
+
+    def unchanged(*_):
+        hooks.append(not differs(vae_before, snapshot(agent.obs_encoder)))
+
+    def remember(*_):
+        vae_before.update(snapshot(agent.obs_encoder))
+
+    for optimizer in (agent.actorvae_optimizer, agent.actor_optimizer):
+        optimizer.register_step_pre_hook(remember)
+        optimizer.register_step_post_hook(unchanged)
+    head_before = snapshot(agent.critic.action_net)
+    metrics = agent.train(iterations=2, batch_size=4)
+    assert set(metrics) == METRICS | {"encoder_action_loss"}
+    assert np.isfinite(metrics["encoder_action_loss"])
+    assert differs(head_before, snapshot(agent.critic.action_net))
+    assert hooks and all(hooks), "the VAE and actor steps must not change the encoder"
+    agent.save(tmp_path / "aux.pt")
+    restored = MultimodalLatent.from_checkpoint(tmp_path / "aux.pt", device="cpu")
+    assert restored.config.encoder_action_weight == 1.0
+    assert not differs(snapshot(agent.critic), snapshot(restored.critic))

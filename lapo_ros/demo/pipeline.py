@@ -31,6 +31,9 @@ from lapo_ros.sim.experts import DemonstratorConfig, ScriptedDemonstrator
 
 ALGORITHMS = {"lapo": "LAPO", "bc": "BC"}
 SHORT_RUN_TAU = 0.05  # LAPO's 0.005 suits 1M steps; in a few hundred the targets keep the init
+# the critic optimizer also fits an action head so the encoder learns where the targets are
+# in a few hundred steps (LAPOConfig.encoder_action_weight; VAE and actor stay detached)
+SHORT_RUN_ENCODER_ACTION_WEIGHT = 1.0
 
 
 @dataclass
@@ -88,7 +91,8 @@ def train_policy(algo: str, data: Path, run_dir: Path, settings: DemoSettings) -
         seed=settings.seed, num_workers=0, val_fraction=0.1,
         val_every=max(1, settings.train_steps // 4), val_batches=2,
         checkpoint_every=settings.train_steps, log_every=max(1, settings.train_steps // 40),
-        agent={"tau": SHORT_RUN_TAU} if algo == "lapo" else {})
+        agent=({"tau": SHORT_RUN_TAU, "encoder_action_weight": SHORT_RUN_ENCODER_ACTION_WEIGHT}
+               if algo == "lapo" else {}))
     return train(config.validate("demo pipeline")).last_checkpoint
 
 

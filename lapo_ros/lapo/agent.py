@@ -12,6 +12,10 @@ One update (``train_step``) on a batch (s, a, r, s', not_done), f = enc(s), f' =
 4. actor (detached f): ``-Q1(f, decode_target(f, actor(f)))``.
 5. Polyak (tau) of encoder, critic, actor and VAE targets, parameters AND buffers.
 
+Opt-in (``encoder_action_weight`` > 0): the critic loss in step 1 also gets that weight
+times the MSE of a critic action head (feature -> recorded action). It shapes the encoder
+through the critic optimizer only; the VAE and the actor still see detached features.
+
 Joints and actions are normalised inside (``normalization.py``); images stay uint8 until
 they reach the training device. The agent uses the replay buffer only through
 ``sample(batch_size)``, ``statistics`` and ``image_size``.
@@ -202,7 +206,8 @@ class MultimodalLatent:
                 pretrained_path=config.pretrained_path,
                 conv1_scale=config.conv1_scale,
             )
-            self.critic = Critic(config.feature_dim, self.action_dim, config.hidden_dims)
+            self.critic = Critic(config.feature_dim, self.action_dim, config.hidden_dims,
+                                 action_head=config.encoder_action_weight > 0)
             self.actor = Actor(
                 config.feature_dim, self.latent_dim, config.max_latent_action, config.hidden_dims
             )
@@ -326,8 +331,16 @@ class MultimodalLatent:
         q2_loss = F.mse_loss(current_q2.float(), target_q)
         v_loss = F.mse_loss(current_v.float(), target_v.clamp(self.min_v, self.max_v))
         critic_loss = q1_loss + q2_loss + v_loss
+        extra: dict[str, torch.Tensor] = {}
+        loss = critic_loss
+        if config.encoder_action_weight > 0:  # auxiliary representation loss (opt-in)
+            with self._autocast():
+                predicted = self.critic.predict_action(feature)
+            aux_loss = F.mse_loss(predicted.float(), action)
+            loss = critic_loss + config.encoder_action_weight * aux_loss
+            extra["encoder_action_loss"] = aux_loss.detach()
         self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
+        loss.backward()
         encoder_grad_norm = torch.nn.utils.get_total_norm(
             [p.grad for p in self.obs_encoder.parameters() if p.grad is not None]
         )
@@ -391,6 +404,7 @@ class MultimodalLatent:
             "advantage_mean": advantage.mean(),
             "positive_advantage_share": positive.mean(),
             "encoder_grad_norm": encoder_grad_norm.detach(),
+            **extra,
         }
 
     # ------------------------------------------------------------------ acting

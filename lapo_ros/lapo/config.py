@@ -26,6 +26,13 @@ class LAPOConfig:
     doubleq_min: float = 1.0  # q_mix = doubleq_min * min(q1, q2) + (1 - it) * max(q1, q2)
     target_latent_noise: float = 0.2  # std of the noise on actor_target's latent in target_v
     target_latent_noise_clip: float = 0.5  # that noise is clipped to +- this
+    # Auxiliary encoder objective, opt-in (0 = the seed's pure critic-led encoder). With few
+    # updates the TD loss alone leaves image features that do not locate the targets, so
+    # the detached VAE cannot act on them. When > 0 the critic gets an action head
+    # (feature -> normalised action) and the critic loss adds this weight times its MSE to
+    # the recorded action; it is stepped by the critic optimizer (critic + encoder), and
+    # the VAE and the actor still train on detached features.
+    encoder_action_weight: float = 0.0
     # optimisers
     critic_lr: float = 2e-4  # critic + observation encoder
     actor_vae_lr: float = 2e-4
@@ -57,6 +64,7 @@ class LAPOConfig:
             "doubleq_min": 0.0 <= self.doubleq_min <= 1.0,
             "target_latent_noise": self.target_latent_noise >= 0.0,
             "target_latent_noise_clip": self.target_latent_noise_clip >= 0.0,
+            "encoder_action_weight": self.encoder_action_weight >= 0.0,
             "critic_lr": self.critic_lr > 0.0,
             "actor_vae_lr": self.actor_vae_lr > 0.0,
             "actor_lr": self.actor_lr > 0.0,

@@ -249,15 +249,23 @@ class ActorVAE(nn.Module):
 
 
 class Critic(nn.Module):
-    """Two Q heads over (feature, normalised action) and a V head over the feature."""
+    """Two Q heads over (feature, normalised action) and a V head over the feature.
+
+    ``action_head=True`` adds ``action_net`` (feature -> normalised action): an auxiliary
+    representation head that lets the critic optimizer teach the encoder what the recorded
+    actions depend on (``LAPOConfig.encoder_action_weight``). Absent by default, so default
+    checkpoints keep their keys.
+    """
 
     def __init__(
-        self, feature_dim: int, action_dim: int, hidden_dims: Sequence[int] = (256, 256, 256)
+        self, feature_dim: int, action_dim: int, hidden_dims: Sequence[int] = (256, 256, 256),
+        action_head: bool = False,
     ) -> None:
         super().__init__()
         self.q1_net = mlp(feature_dim + action_dim, hidden_dims, 1)
         self.q2_net = mlp(feature_dim + action_dim, hidden_dims, 1)
         self.v_net = mlp(feature_dim, hidden_dims, 1)
+        self.action_net = mlp(feature_dim, hidden_dims, action_dim) if action_head else None
 
     def forward(
         self, feature: torch.Tensor, action: torch.Tensor
@@ -270,3 +278,9 @@ class Critic(nn.Module):
 
     def v(self, feature: torch.Tensor) -> torch.Tensor:
         return self.v_net(feature)
+
+    def predict_action(self, feature: torch.Tensor) -> torch.Tensor:
+        """The auxiliary head's normalised action (``action_head=True`` only)."""
+        if self.action_net is None:
+            raise RuntimeError("Critic.predict_action: built without action_head")
+        return self.action_net(feature)
