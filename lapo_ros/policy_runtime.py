@@ -53,8 +53,12 @@ class PolicyRuntime(ABC):
         """What really runs the model: onnxruntime providers or the torch device."""
 
     @abstractmethod
+    def infer_batch(self, image: np.ndarray, joint: np.ndarray) -> np.ndarray:
+        """uint8 [B,9,H,W] and float32 [B,J] in robot units -> float32 [B,A] in robot units."""
+
     def infer(self, image: np.ndarray, joint: np.ndarray) -> np.ndarray:
         """uint8 [1,9,H,W] and float32 [1,J] in robot units -> float32 [A] in robot units."""
+        return self.infer_batch(image, joint).reshape(-1)
 
     def warm_up(self, iterations: int) -> float:
         """Run ``iterations`` passes on zero inputs (allocations, kernel choice, CUDA init).
@@ -123,9 +127,10 @@ class OnnxPolicy(PolicyRuntime):
     def device(self) -> str:
         return ", ".join(self._session.get_providers())
 
-    def infer(self, image: np.ndarray, joint: np.ndarray) -> np.ndarray:
-        (action,) = self._session.run(self._outputs, {INPUT_IMAGE: image, INPUT_JOINT: joint})
-        return action.reshape(-1)
+    def infer_batch(self, image: np.ndarray, joint: np.ndarray) -> np.ndarray:
+        feeds = {INPUT_IMAGE: image, INPUT_JOINT: joint.astype(np.float32, copy=False)}
+        (action,) = self._session.run(self._outputs, feeds)
+        return action
 
 
 class TorchScriptPolicy(PolicyRuntime):
@@ -159,14 +164,14 @@ class TorchScriptPolicy(PolicyRuntime):
     def device(self) -> str:
         return str(self._device)
 
-    def infer(self, image: np.ndarray, joint: np.ndarray) -> np.ndarray:
+    def infer_batch(self, image: np.ndarray, joint: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
             action = self._module(
                 torch.from_numpy(image).to(self._device, non_blocking=True),
-                torch.from_numpy(joint).to(self._device, non_blocking=True),
+                torch.from_numpy(joint).to(self._device, non_blocking=True).float(),
             )
-        return action.detach().to("cpu").numpy().reshape(-1)
+        return action.detach().to("cpu").float().numpy()
 
 
 def resolve_backend(path: Path, backend: str) -> str:

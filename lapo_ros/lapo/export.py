@@ -29,7 +29,6 @@ from lapo_ros.policy_file import (
 )
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
 ONNX_SUFFIX = ".onnx"
@@ -149,34 +148,15 @@ def verify_policy_file(
 
 
 def load_policy_runner(path: str | os.PathLike, kind: str | None = None):
-    """A CPU callable (image uint8 ndarray, joint float32 ndarray) -> action ndarray."""
-    kind = kind or policy_format(path)
-    if kind == "onnx":
-        import onnxruntime
+    """A CPU callable (image uint8 [B,9,H,W], joint float32 [B,J]) -> action [B,A].
 
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        session = onnxruntime.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+    The node's own runtime (``lapo_ros.policy_runtime``), so export verification and
+    open-loop evaluation run a file exactly as the robot does.
+    """
+    from lapo_ros.policy_runtime import load_policy
 
-        def run_onnx(image: np.ndarray, joint: np.ndarray) -> np.ndarray:
-            feeds = {INPUT_IMAGE: image, INPUT_JOINT: joint.astype("float32", copy=False)}
-            return session.run([OUTPUT_ACTION], feeds)[0]
-
-        return run_onnx
-
-    import torch
-
-    with _quiet_jit():
-        scripted = torch.jit.load(str(path), map_location="cpu")
-
-    def run_torchscript(image: np.ndarray, joint: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            action = scripted(torch.from_numpy(image), torch.from_numpy(joint).float())
-        return action.float().numpy()
-
-    return run_torchscript
+    backend = {"onnx": "onnxruntime", "torchscript": "torchscript"}[kind or policy_format(path)]
+    return load_policy(path, backend=backend, device="cpu").infer_batch
 
 
 def read_policy_metadata(path: str | os.PathLike) -> PolicyMetadata:
