@@ -27,7 +27,7 @@ add_repo_to_path()
 import numpy as np  # noqa: E402
 
 from lapo_ros.demo.demonstrations import DemoMix, iter_demonstrations  # noqa: E402
-from lapo_ros.demo.pipeline import expert_success  # noqa: E402
+from lapo_ros.demo.pipeline import SHORT_RUN_AGENT, expert_success  # noqa: E402
 from lapo_ros.hdf5_layout import write_episodes  # noqa: E402
 from lapo_ros.sim import JOINT_NAMES, DualArmReachEnv, SimConfig  # noqa: E402
 
@@ -36,11 +36,6 @@ DATASETS = {
     "heterogeneous": {"expert": 0.3, "noisy": 0.15, "wrong_target": 0.55},
 }
 EVAL_SEED = 10_000
-SHORT_RUN_TAU = 0.05  # LAPO's 0.005 is for 1M steps: its targets would still hold the init
-# In a few hundred steps the TD loss alone does not teach the encoder where the targets are
-# (LAPO 0% on heterogeneous data, its VAE decoded at z=0 as bad): the critic optimizer also
-# fits an action head (LAPOConfig.encoder_action_weight), the VAE/actor stay detached.
-SHORT_RUN_ENCODER_ACTION_WEIGHT = 1.0
 
 
 def make_dataset(path: Path, fractions: dict[str, float], episodes: int, sim: SimConfig,
@@ -61,10 +56,9 @@ def train_agent(algo: str, data: Path, sim: SimConfig, steps: int, batch_size: i
     buffer = MultimodalReplayBuffer(16, 16, device, image_size=size, seed=seed,
                                     images_in_memory=True)
     buffer.load_from_hdf5(data)
-    if algo == "lapo":
+    if algo == "lapo":  # the demo's short-run settings (lapo_ros.demo.pipeline)
         agent = MultimodalLatent(16, replay_buffer=buffer, device=device, image_size=size,
-                                 seed=seed, tau=SHORT_RUN_TAU,
-                                 encoder_action_weight=SHORT_RUN_ENCODER_ACTION_WEIGHT)
+                                 seed=seed, **SHORT_RUN_AGENT)
     else:
         agent = BehaviorCloning(16, replay_buffer=buffer, device=device, image_size=size,
                                 seed=seed)
@@ -72,10 +66,10 @@ def train_agent(algo: str, data: Path, sim: SimConfig, steps: int, batch_size: i
     return agent
 
 
-def closed_loop_success(agent, sim: SimConfig, episodes: int) -> tuple[float, float]:
-    """(success rate, mean final fingertip distance to the red target in cm)."""
+def closed_loop_success(agent, sim: SimConfig, episodes: int) -> tuple[float, float, float]:
+    """(success rate, blue-touch rate, mean final fingertip distance to the red target in cm)."""
     env = DualArmReachEnv(sim)
-    successes, distances = 0, []
+    successes, failures, distances = 0, 0, []
     for index in range(episodes):
         obs, _ = env.reset(EVAL_SEED + index)
         while True:
@@ -84,8 +78,9 @@ def closed_loop_success(agent, sim: SimConfig, episodes: int) -> tuple[float, fl
             if terminated or truncated:
                 break
         successes += info["success"]
+        failures += info["failure"]
         distances.append(100.0 * info["goal_distance"])
-    return successes / episodes, float(np.mean(distances))
+    return successes / episodes, failures / episodes, float(np.mean(distances))
 
 
 def target_notes(means: dict[tuple[str, str], float], expert: float) -> list[str]:
@@ -132,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(
         "Closed-loop success in the sim: LAPO vs BC (ratios vs BC and vs the scripted expert)",
         ["data", "algorithm", "success per seed", "mean success", "vs BC", "vs expert",
-         "final distance to red (cm)", "train s/policy"])
+         "touched blue", "final distance to red (cm)", "train s/policy"])
     means: dict[tuple[str, str], float] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lapo_learning_") as tmp:
@@ -142,28 +137,32 @@ def main(argv: list[str] | None = None) -> int:
             demo_success = make_dataset(data, fractions, sizes["episodes"], sim, seed=0)
             rows = {}
             for algo in args.algorithms:
-                scores, seconds, distances = [], [], []
+                scores, seconds, blues, distances = [], [], [], []
                 for seed in range(sizes["seeds"]):
                     begin = time.perf_counter()
                     agent = train_agent(algo, data, sim, sizes["steps"], sizes["batch_size"],
                                         seed, device)
                     seconds.append(time.perf_counter() - begin)
-                    success, distance = closed_loop_success(agent, sim, sizes["eval_episodes"])
+                    success, blue, distance = closed_loop_success(agent, sim,
+                                                                  sizes["eval_episodes"])
                     scores.append(success)
+                    blues.append(blue)
                     distances.append(distance)
-                    print(f"{name} {algo} seed {seed}: success {success:.0%}, final distance "
-                          f"{distance:.1f} cm ({seconds[-1]:.0f} s)", file=sys.stderr, flush=True)
+                    print(f"{name} {algo} seed {seed}: success {success:.0%}, touched blue "
+                          f"{blue:.0%}, final distance {distance:.1f} cm ({seconds[-1]:.0f} s)",
+                          file=sys.stderr, flush=True)
                 means[name, algo] = float(np.mean(scores))
-                rows[algo] = (scores, float(np.mean(distances)), float(np.mean(seconds)))
+                rows[algo] = (scores, float(np.mean(blues)), float(np.mean(distances)),
+                              float(np.mean(seconds)))
             for algo, label in (("bc", "BC (MSE)"), ("lapo", "LAPO")):
                 if algo not in rows:
                     continue
-                scores, distance, seconds = rows[algo]
+                scores, blue, distance, seconds = rows[algo]
                 table.add_row(f"{name} ({demo_success:.0%} demos succeed)", label,
                               " / ".join(f"{s:.0%}" for s in scores),
                               f"{means[name, algo]:.0%}",
                               ratio(means[name, algo], means.get((name, "bc"), float("nan"))),
-                              ratio(means[name, algo], expert), f"{distance:.1f}",
+                              ratio(means[name, algo], expert), f"{blue:.0%}", f"{distance:.1f}",
                               f"{seconds:.0f}")
     table.notes = [
         f"Baseline of this run: the scripted expert succeeds on {expert:.0%} of the "

@@ -294,3 +294,21 @@ def test_script_help_is_clean():
         assert completed.returncode == 0, completed.stderr
         assert "--quick" in completed.stdout and "--out" in completed.stdout
         assert "measure-memory" not in completed.stdout
+
+
+@pytest.mark.slow
+def test_learning_quick_reports_both_algorithms_on_both_datasets(tmp_path):
+    out = tmp_path / "learning.md"
+    completed = run_script(BENCHMARKS / "learning.py", "--quick", "--out", str(out))
+    assert completed.returncode == 0, completed.stderr
+    (rows,) = markdown_tables(out.read_text()).values()
+    header, body = rows[0], rows[1:]
+    assert header[:2] == ["data", "algorithm"] and "touched blue" in header
+    assert [(row[0].split(" ")[0], row[1]) for row in body] == [
+        ("expert", "BC (MSE)"), ("expert", "LAPO"),
+        ("heterogeneous", "BC (MSE)"), ("heterogeneous", "LAPO")]
+    for row in body:  # 2 evaluation episodes: 0, 50 or 100 %; ratios n/a where BC is 0
+        assert row[header.index("mean success")] in {"0%", "50%", "100%"}
+        for column in ("vs BC", "vs expert"):
+            assert re.fullmatch(r"\d+\.\d\dx|n/a", row[header.index(column)]), row
+    assert "Baseline of this run: the scripted expert" in out.read_text()

@@ -412,3 +412,61 @@ def test_encoder_action_head_is_opt_in_and_keeps_the_optimizer_contract(tmp_path
     restored = MultimodalLatent.from_checkpoint(tmp_path / "aux.pt", device="cpu")
     assert restored.config.encoder_action_weight == 1.0
     assert not differs(snapshot(agent.critic), snapshot(restored.critic))
+
+
+def trained_critic(steps: int = 2, return_to_go: float | None = None, **overrides):
+    data = random_transitions(n=24, image_size=32, return_to_go=return_to_go)
+    agent = make_agent(data, **overrides)
+    metrics = agent.train(iterations=steps, batch_size=4)
+    return snapshot(agent.critic), metrics
+
+
+def test_monte_carlo_returns_are_opt_in_and_set_the_critic_target():
+    default, _ = trained_critic(return_to_go=7.0)
+    # unknown returns (timed-out episodes, NaN) leave the one-step TD target as it is
+    unknown, _ = trained_critic(return_to_go=float("nan"), return_mix=1.0)
+    assert not differs(default, unknown)
+    below, _ = trained_critic(return_to_go=-50.0, return_lower_bound=True)
+    assert not differs(default, below)  # a lower bound under every TD target changes nothing
+    # return_mix=1: the Q target is the recorded return; the lower bound lifts TD up to it
+    mixed, metrics = trained_critic(return_to_go=7.0, return_mix=1.0)
+    assert differs(default, mixed)
+    assert metrics["target_q_mean"] == pytest.approx(7.0)
+    _, metrics = trained_critic(return_to_go=7.0, return_lower_bound=True)
+    assert metrics["target_q_mean"] == pytest.approx(7.0)
+    _, metrics = trained_critic(return_to_go=7.0, return_mix=0.5)
+    assert 3.5 < metrics["target_q_mean"] < 7.0
+
+
+def test_monte_carlo_returns_need_matching_data():
+    agent = make_agent(return_mix=0.5)
+    with pytest.raises(ValueError, match="return_to_go"):
+        agent.train(iterations=1, batch_size=4)  # random_transitions without returns
+    buffer = random_transitions(n=24, image_size=32, return_to_go=1.0)
+    buffer.discount = 0.9
+    with pytest.raises(ValueError, match="discount=0.99"):
+        make_agent(buffer, return_lower_bound=True)
+    with pytest.raises(ValueError, match="return_mix"):
+        make_agent(return_mix=1.5)
+
+
+def test_advantage_weightings():
+    advantage = torch.tensor([[-1.0], [0.0], [1.0], [30.0]])
+    expectile = make_agent(expectile=0.8)._advantage_weight(advantage)
+    torch.testing.assert_close(expectile, torch.tensor([[0.2], [0.2], [0.8], [0.8]]))
+    agent = make_agent(advantage_weighting="exponential", advantage_beta=4.0)
+    scale = advantage.std()
+    expected = torch.exp(4.0 * advantage / scale).clamp(max=20.0)
+    torch.testing.assert_close(agent._advantage_weight(advantage), expected)
+    assert agent._advantage_weight(advantage)[3, 0] == 20.0  # clipped
+    with pytest.raises(ValueError, match="advantage_weighting"):
+        make_agent(advantage_weighting="softmax")
+    with pytest.raises(ValueError, match="weighted_encoder_action"):
+        make_agent(weighted_encoder_action=True)  # needs the action head
+
+
+def test_weighted_encoder_action_head_changes_only_what_shapes_the_encoder():
+    plain, _ = trained_critic(encoder_action_weight=1.0)
+    weighted, metrics = trained_critic(encoder_action_weight=1.0, weighted_encoder_action=True,
+                                       advantage_weighting="exponential")
+    assert differs(plain, weighted) and np.isfinite(metrics["encoder_action_loss"])

@@ -83,6 +83,34 @@ def test_batch_types_shapes_and_stacking(data_file):
     assert np.array_equal(batch.reward[:, 0].numpy(), steps % 7 - 3)
 
 
+def expected_returns(discount: float) -> dict[int, float]:
+    """Global step -> discounted return-to-go of its episode (NaN for timed-out ones)."""
+    returns, first = {}, 0
+    for length, terminal in zip(LENGTHS, TERMINALS, strict=True):
+        steps = range(first, first + length)
+        running = 0.0
+        for step in reversed(steps):
+            running = (step % 7 - 3) + discount * running
+            returns[step] = running if terminal else float("nan")
+        first += length
+    return returns
+
+
+@pytest.mark.parametrize("discount", [0.99, 0.5])
+def test_batches_carry_the_discounted_return_to_go(data_file, discount):
+    buffer = _buffer(data_file, discount=discount)
+    expected = expected_returns(discount)
+    for batch in (buffer.sample(32), next(iter(make_loader(buffer, batch_size=32, num_workers=0)))):
+        assert batch.return_to_go.shape == (32, 1) and batch.return_to_go.dtype == torch.float32
+        for step, value in zip(batch.joint[:, 0].int().tolist(),
+                               batch.return_to_go[:, 0].tolist(), strict=True):
+            np.testing.assert_allclose(value, expected[step], rtol=1e-6, equal_nan=True)
+    train, val = buffer.split(0.4)
+    assert train.discount == val.discount == discount
+    with pytest.raises(ValueError, match="discount"):
+        _buffer(discount=1.0)
+
+
 def test_resize_only_when_stored_size_differs(data_file):
     buffer = MultimodalReplayBuffer(image_size=24)
     buffer.load_from_hdf5(data_file)

@@ -30,10 +30,19 @@ from lapo_ros.sim import DualArmReachEnv, SimConfig
 from lapo_ros.sim.experts import DemonstratorConfig, ScriptedDemonstrator
 
 ALGORITHMS = {"lapo": "LAPO", "bc": "BC"}
-SHORT_RUN_TAU = 0.05  # LAPO's 0.005 suits 1M steps; in a few hundred the targets keep the init
-# the critic optimizer also fits an action head so the encoder learns where the targets are
-# in a few hundred steps (LAPOConfig.encoder_action_weight; VAE and actor stay detached)
-SHORT_RUN_ENCODER_ACTION_WEIGHT = 1.0
+# LAPO settings for runs of a few hundred steps (the demo and benchmarks/learning.py); the
+# defaults are the seed's, made for ~1M steps:
+# - tau 0.05: with LAPO's 0.005 the targets would still hold the initialisation;
+# - encoder_action_weight / weighted_encoder_action: the critic optimizer also fits an
+#   advantage-weighted action head, so the encoder learns where the red target is (the VAE
+#   and the actor stay on detached features);
+# - return_lower_bound: Q targets start from the recorded returns-to-go, so touching the blue
+#   disc at an episode's end weighs on its first steps without waiting for TD to carry it;
+# - exponential advantage weights: how much better an action is counts, not only the sign.
+SHORT_RUN_AGENT = {
+    "tau": 0.05, "encoder_action_weight": 1.0, "weighted_encoder_action": True,
+    "return_lower_bound": True, "advantage_weighting": "exponential", "advantage_beta": 4.0,
+}
 
 
 @dataclass
@@ -91,8 +100,7 @@ def train_policy(algo: str, data: Path, run_dir: Path, settings: DemoSettings) -
         seed=settings.seed, num_workers=0, val_fraction=0.1,
         val_every=max(1, settings.train_steps // 4), val_batches=2,
         checkpoint_every=settings.train_steps, log_every=max(1, settings.train_steps // 40),
-        agent=({"tau": SHORT_RUN_TAU, "encoder_action_weight": SHORT_RUN_ENCODER_ACTION_WEIGHT}
-               if algo == "lapo" else {}))
+        agent=dict(SHORT_RUN_AGENT) if algo == "lapo" else {})
     return train(config.validate("demo pipeline")).last_checkpoint
 
 

@@ -6,15 +6,22 @@ One update (``train_step``) on a batch (s, a, r, s', not_done), f = enc(s), f' =
    ``target_v = q_mix(f, decode_target(f, actor_target(f) + clipped noise))`` from the target
    critic; loss = mse(Q1, target_Q) + mse(Q2, target_Q) + mse(V(f), target_v), targets
    clipped to [min_v, max_v]. The critic optimizer steps the critic AND the encoder.
-2. advantage ``r + not_done * gamma * q_mix_target(f', pi_target(f')) - V(f)``;
-   weight = expectile where it is positive, 1 - expectile elsewhere.
+2. advantage ``r + not_done * gamma * q_mix_target(f', pi_target(f')) - V(f)`` (V after
+   step 1); weight = expectile where it is positive, 1 - expectile elsewhere.
 3. VAE (detached f): ``mean(weight * (sum((a_hat - a)^2) + kl_beta * KL))``.
 4. actor (detached f): ``-Q1(f, decode_target(f, actor(f)))``.
 5. Polyak (tau) of encoder, critic, actor and VAE targets, parameters AND buffers.
 
-Opt-in (``encoder_action_weight`` > 0): the critic loss in step 1 also gets that weight
-times the MSE of a critic action head (feature -> recorded action). It shapes the encoder
-through the critic optimizer only; the VAE and the actor still see detached features.
+Opt-in, for short runs and sparse rewards (defaults keep the seed's update):
+
+- ``encoder_action_weight`` > 0: the critic loss in step 1 also gets that weight times the
+  MSE of a critic action head (feature -> recorded action), advantage-weighted like the VAE
+  (with V before the step) when ``weighted_encoder_action``. It shapes the encoder through
+  the critic optimizer only; the VAE and the actor still see detached features.
+- ``return_mix`` / ``return_lower_bound``: target_Q and the advantage's Q estimate are
+  mixed with / bounded below by the recorded Monte-Carlo return-to-go
+  (``batch.return_to_go``).
+- ``advantage_weighting="exponential"``: weight = exp(beta * A / std(A)), at most 20.
 
 Joints and actions are normalised inside (``normalization.py``); images stay uint8 until
 they reach the training device. The agent uses the replay buffer only through
@@ -190,6 +197,13 @@ class MultimodalLatent:
         self.max_v = float(bounds[1] if max_v is None else max_v)
         if not self.min_v <= self.max_v:
             raise ValueError(f"MultimodalLatent: min_v {self.min_v} exceeds max_v {self.max_v}")
+        discount = getattr(replay_buffer, "discount", self.config.gamma)
+        if self._uses_returns() and discount != self.config.gamma:
+            raise ValueError(
+                f"MultimodalLatent: the replay buffer's return_to_go is discounted at "
+                f"{discount}, the agent's gamma is {self.config.gamma}; give the buffer "
+                f"discount={self.config.gamma}"
+            )
         self.total_it = 0
         self._build()
 
@@ -291,6 +305,37 @@ class MultimodalLatent:
         weight = self.config.doubleq_min
         return weight * torch.min(q1, q2) + (1.0 - weight) * torch.max(q1, q2)
 
+    def _advantage_weight(self, advantage: torch.Tensor) -> torch.Tensor:
+        """Per-transition weight of the VAE loss: LAPO's expectile step on the sign, or
+        exp(beta * A / std(A)) clipped (AWR-like), as configured."""
+        config = self.config
+        if config.advantage_weighting == "exponential":
+            scale = advantage.std().clamp_min(1e-6) if advantage.numel() > 1 else 1.0
+            return torch.exp(config.advantage_beta * advantage / scale).clamp(max=20.0)
+        positive = (advantage > 0).float()
+        return positive * config.expectile + (1.0 - positive) * (1.0 - config.expectile)
+
+    def _uses_returns(self) -> bool:
+        return self.config.return_mix > 0 or self.config.return_lower_bound
+
+    def _with_returns(self, td_target: torch.Tensor, batch: TransitionBatch) -> torch.Tensor:
+        """``td_target`` mixed with / bounded below by the batch's Monte-Carlo return-to-go
+        (as configured; kept where the return is unknown, i.e. timed-out episodes)."""
+        if not self._uses_returns():
+            return td_target
+        if batch.return_to_go is None:
+            raise ValueError(
+                "MultimodalLatent: return_mix / return_lower_bound need batch.return_to_go "
+                "(MultimodalReplayBuffer batches carry it)"
+            )
+        returns = batch.return_to_go.float().reshape(-1, 1)
+        returns = torch.where(torch.isfinite(returns), returns, td_target)
+        target = td_target
+        if self.config.return_lower_bound:
+            target = torch.maximum(target, returns)
+        mix = self.config.return_mix
+        return (1.0 - mix) * target + mix * returns if mix > 0 else target
+
     def _target_latent(self, feature: torch.Tensor) -> torch.Tensor:
         latent = self.actor_target(feature)
         std, clip = self.config.target_latent_noise, self.config.target_latent_noise_clip
@@ -320,6 +365,7 @@ class MultimodalLatent:
                 detached = feature.detach()
                 next_feature = self.obs_encoder_target(self._images(batch.next_image), next_joint)
                 target_q = reward + discount * self.critic_target.v(next_feature).float()
+                target_q = self._with_returns(target_q, batch)
                 target_action = self.actor_vae_target.decode_latent(
                     detached, self._target_latent(detached)
                 )
@@ -333,10 +379,23 @@ class MultimodalLatent:
         critic_loss = q1_loss + q2_loss + v_loss
         extra: dict[str, torch.Tensor] = {}
         loss = critic_loss
+        # advantage's Q estimate: target networks only, unchanged by the critic step
+        with torch.no_grad(), self._autocast():
+            next_action = self.actor_vae_target.decode_latent(
+                next_feature, self.actor_target(next_feature)
+            )
+            next_q = self._q_mix(*self.critic_target(next_feature, next_action)).float()
+        q_estimate = self._with_returns(
+            reward + discount * next_q.clamp(self.min_v, self.max_v), batch
+        )
         if config.encoder_action_weight > 0:  # auxiliary representation loss (opt-in)
             with self._autocast():
                 predicted = self.critic.predict_action(feature)
-            aux_loss = F.mse_loss(predicted.float(), action)
+            aux_error = (predicted.float() - action).pow(2).mean(dim=1, keepdim=True)
+            if config.weighted_encoder_action:
+                aux_error = aux_error * self._advantage_weight(
+                    q_estimate - current_v.detach().float().clamp(self.min_v, self.max_v))
+            aux_loss = aux_error.mean()
             loss = critic_loss + config.encoder_action_weight * aux_loss
             extra["encoder_action_loss"] = aux_loss.detach()
         self.critic_optimizer.zero_grad(set_to_none=True)
@@ -352,17 +411,10 @@ class MultimodalLatent:
 
         # 2. advantage from the target networks and the updated V
         with torch.no_grad(), self._autocast():
-            next_action = self.actor_vae_target.decode_latent(
-                next_feature, self.actor_target(next_feature)
-            )
-            next_q = self._q_mix(*self.critic_target(next_feature, next_action)).float()
             value = self.critic.v(detached).float()
-        advantage = (
-            reward + discount * next_q.clamp(self.min_v, self.max_v)
-            - value.clamp(self.min_v, self.max_v)
-        )
+        advantage = q_estimate - value.clamp(self.min_v, self.max_v)
         positive = (advantage > 0).float()
-        weight = positive * config.expectile + (1.0 - positive) * (1.0 - config.expectile)
+        weight = self._advantage_weight(advantage)
 
         # 3. advantage-weighted CVAE on detached features
         with self._autocast():

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 AUTOCAST_DTYPES = ("bfloat16", "float16")
+ADVANTAGE_WEIGHTINGS = ("expectile", "exponential")
 
 
 @dataclass
@@ -33,6 +34,21 @@ class LAPOConfig:
     # the recorded action; it is stepped by the critic optimizer (critic + encoder), and
     # the VAE and the actor still train on detached features.
     encoder_action_weight: float = 0.0
+    # Monte-Carlo returns, opt-in (0 / False = the seed's one-step TD). The critic's Q
+    # target and the advantage's Q estimate use the recorded episode's discounted
+    # return-to-go G (batch.return_to_go, at gamma): mixed in with this weight,
+    # (1 - w) * TD + w * G, and/or raised to G as a lower bound. One-step TD needs many
+    # updates to carry a terminal success/failure back along an episode; G carries it at once.
+    return_mix: float = 0.0
+    return_lower_bound: bool = False
+    # True: the action head's MSE above is weighted per transition like the VAE loss, so
+    # the encoder is shaped by the actions worth imitating, not by the average of all.
+    weighted_encoder_action: bool = False
+    # VAE weight from the advantage A: "expectile" (LAPO: expectile where A > 0, else
+    # 1 - expectile) or "exponential" (exp(advantage_beta * A / std of A in the batch),
+    # at most 20; AWR-like, so larger advantages weigh more, not only their sign).
+    advantage_weighting: str = "expectile"
+    advantage_beta: float = 2.0
     # optimisers
     critic_lr: float = 2e-4  # critic + observation encoder
     actor_vae_lr: float = 2e-4
@@ -65,6 +81,11 @@ class LAPOConfig:
             "target_latent_noise": self.target_latent_noise >= 0.0,
             "target_latent_noise_clip": self.target_latent_noise_clip >= 0.0,
             "encoder_action_weight": self.encoder_action_weight >= 0.0,
+            "return_mix": 0.0 <= self.return_mix <= 1.0,
+            "advantage_weighting": self.advantage_weighting in ADVANTAGE_WEIGHTINGS,
+            "advantage_beta": self.advantage_beta > 0.0,
+            "weighted_encoder_action": (not self.weighted_encoder_action
+                                        or self.encoder_action_weight > 0),
             "critic_lr": self.critic_lr > 0.0,
             "actor_vae_lr": self.actor_vae_lr > 0.0,
             "actor_lr": self.actor_lr > 0.0,

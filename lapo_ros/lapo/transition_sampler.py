@@ -29,8 +29,8 @@ class RawBatch:
     """One batch as the sampler writes it; arrays are reused from batch to batch.
 
     image / next_image: uint8 (B, 3 cameras, *frame) with frame (H,W,3) for layout "HWC"
-    or (3,H,W) for "CHW"; joint/next_joint (B,J), action (B,A), reward/not_done (B,1)
-    float32.
+    or (3,H,W) for "CHW"; joint/next_joint (B,J), action (B,A), reward/not_done/
+    return_to_go (B,1) float32.
     """
 
     image: np.ndarray
@@ -40,6 +40,7 @@ class RawBatch:
     action: np.ndarray
     reward: np.ndarray
     not_done: np.ndarray
+    return_to_go: np.ndarray
 
     @staticmethod
     def layout_of(
@@ -56,6 +57,7 @@ class RawBatch:
             "action": ((batch_size, action_dim), float32),
             "reward": ((batch_size, 1), float32),
             "not_done": ((batch_size, 1), float32),
+            "return_to_go": ((batch_size, 1), float32),
         }
 
     def __len__(self) -> int:
@@ -64,20 +66,25 @@ class RawBatch:
 
 @dataclass
 class TransitionTable:
-    """Every transition of the selected episodes, as (source, frame, next frame, not_done).
+    """Every transition of the selected episodes: source, frame, next frame, not_done and
+    the recorded episode's discounted Monte-Carlo return-to-go.
 
     Inside an episode, step t pairs with t+1. A terminal last step pairs with itself and
-    not_done = 0; the last step of a non-terminal (timed-out) episode is no transition.
+    not_done = 0; the last step of a non-terminal (timed-out) episode is no transition, and
+    the return-to-go of a timed-out episode is NaN (its tail was never recorded).
     """
 
     source: np.ndarray  # (T,) int32 index into the sources
     frame: np.ndarray  # (T,) int64 frame index inside its source
     next_frame: np.ndarray  # (T,) int64
     not_done: np.ndarray  # (T,) float32
+    return_to_go: np.ndarray  # (T,) float32, sum_k discount^k r_{t+k}; NaN if timed out
 
     @classmethod
-    def build(cls, sources: Sequence[EpisodeSource], episodes: np.ndarray) -> TransitionTable:
-        """``episodes``: (E,2) rows of (source index, episode index inside that source)."""
+    def build(cls, sources: Sequence[EpisodeSource], episodes: np.ndarray,
+              discount: float = 0.99) -> TransitionTable:
+        """``episodes``: (E,2) rows of (source index, episode index inside that source);
+        ``discount`` of the return-to-go (the agent's gamma)."""
         parts = []
         for source_index, episode_index in episodes.tolist():
             source = sources[source_index]
@@ -89,17 +96,30 @@ class TransitionTable:
             if source.episode_terminal[episode_index]:
                 nxt[-1] = end - 1
                 not_done[-1] = 0.0
+                returns = discounted_returns(source.reward[start:end], discount)
             else:
                 frames, nxt, not_done = frames[:-1], nxt[:-1], not_done[:-1]
+                returns = np.full(frames.shape, np.nan, dtype=np.float32)
             parts.append((np.full(frames.shape, source_index, dtype=np.int32), frames, nxt,
-                          not_done))
+                          not_done, returns))
         if not parts:
             empty = np.zeros(0, dtype=np.int64)
-            return cls(empty.astype(np.int32), empty, empty, empty.astype(np.float32))
+            return cls(empty.astype(np.int32), empty, empty, empty.astype(np.float32),
+                       empty.astype(np.float32))
         return cls(*(np.concatenate(column) for column in zip(*parts, strict=True)))
 
     def __len__(self) -> int:
         return int(self.frame.shape[0])
+
+
+def discounted_returns(rewards: np.ndarray, discount: float) -> np.ndarray:
+    """G_t = r_t + discount * G_{t+1} over one episode (float32, accumulated in float64)."""
+    returns = np.empty(len(rewards), dtype=np.float64)
+    running = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        running = float(rewards[t]) + discount * running
+        returns[t] = running
+    return returns.astype(np.float32)
 
 
 class _FrameReader:
@@ -283,6 +303,7 @@ class TransitionSampler:
         np.take(self._action, frames, axis=0, out=out.action)
         np.take(self._reward, frames, out=out.reward[:, 0])
         np.take(self.table.not_done, indices, out=out.not_done[:, 0])
+        np.take(self.table.return_to_go, indices, out=out.return_to_go[:, 0])
         batch = len(indices)
         image = out.image.reshape(batch, NUM_CAMERAS, -1)
         next_image = out.next_image.reshape(batch, NUM_CAMERAS, -1)
