@@ -418,7 +418,8 @@ def test_main_spins_and_stops_cleanly_on_ctrl_c(policy_path):
             lines.append(process.stdout.readline())
         assert "disabled (computing" in "".join(lines), lines
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
+        returncode = process.wait(timeout=15)
+        assert returncode == 0, "".join(lines) + process.stdout.read()
     finally:
         process.kill()
         process.wait()
