@@ -10,6 +10,7 @@ baseline of the run. Targets (issue 8): heterogeneous LAPO >= 1.3x BC and >= 0.8
 expert-data LAPO no worse than BC.
 
     python benchmarks/learning.py [--quick] [--out FILE.md] [--seeds 3] [--steps 600]
+                                  [--episodes 80] [--datasets expert heterogeneous]
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quick = {"seeds": 1, "steps": 4, "episodes": 6, "eval_episodes": 2, "image_size": 32,
              "batch_size": 8}
-    full = {"seeds": 3, "steps": 600, "episodes": 40, "eval_episodes": 20, "image_size": 32,
+    full = {"seeds": 3, "steps": 600, "episodes": 80, "eval_episodes": 20, "image_size": 32,
             "batch_size": 32}
     sizes = dict(quick if args.quick else full)
     for key in ("seeds", "steps", "episodes", "eval_episodes", "image_size"):
