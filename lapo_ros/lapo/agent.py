@@ -158,7 +158,75 @@ def check_batch(owner: str, batch: TransitionBatch, image_size: int, joint_dim: 
         raise ValueError(f"{owner}: batch images must be uint8, got {batch.image.dtype}")
 
 
-class MultimodalLatent:
+class OfflineAgent:
+    """The training loop and greedy acting ``MultimodalLatent`` and ``BehaviorCloning`` share.
+
+    Subclasses provide ``_update(batch)`` (one step, diagnostics as tensors),
+    ``_set_training(flag)`` and the attributes ``replay_buffer``, ``config``, ``device``,
+    ``joint_dim``, ``total_it`` and ``_policy`` (their ``DeployablePolicy``).
+    """
+
+    replay_buffer: TransitionSource | None
+    config: LAPOConfig
+    device: torch.device
+    joint_dim: int
+    total_it: int
+    _policy: DeployablePolicy
+
+    def _update(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _set_training(self, training: bool) -> None:
+        raise NotImplementedError
+
+    def train(self, iterations: int, batch_size: int = 100) -> dict[str, float]:
+        """``iterations`` updates on ``replay_buffer.sample(batch_size)``; mean diagnostics."""
+        if self.replay_buffer is None:
+            raise RuntimeError(f"{type(self).__name__}.train: this agent has no replay_buffer")
+        if iterations < 1 or batch_size < 1:
+            raise ValueError(
+                f"iterations ({iterations}) and batch_size ({batch_size}) must be >= 1"
+            )
+        totals: dict[str, torch.Tensor] = {}
+        for _ in range(iterations):
+            batch = self.replay_buffer.sample(batch_size)
+            for name, value in self._update(batch).items():
+                totals[name] = totals[name] + value if name in totals else value
+        metrics = {name: float(value) / iterations for name, value in totals.items()}
+        metrics["step"] = float(self.total_it)
+        return metrics
+
+    def train_step(self, batch: TransitionBatch) -> dict[str, float]:
+        """One update on a batch from any data loader; diagnostics as floats."""
+        metrics = {name: float(value) for name, value in self._update(batch).items()}
+        metrics["step"] = float(self.total_it)
+        return metrics
+
+    @torch.no_grad()
+    def select_action(
+        self,
+        left_img: np.ndarray,
+        right_img: np.ndarray,
+        global_img: np.ndarray,
+        joint: np.ndarray,
+    ) -> np.ndarray:
+        """uint8 HWC RGB images of any size + joint (robot units) -> action (A,) robot units."""
+        image, joint = observation_arrays(
+            left_img, right_img, global_img, joint, self.config.image_size, self.joint_dim
+        )
+        self._set_training(False)
+        image_t = memory_layout(torch.from_numpy(image).unsqueeze(0).to(self.device), self.config)
+        joint_t = torch.from_numpy(joint).unsqueeze(0).to(self.device)
+        return self._policy(image_t, joint_t)[0].cpu().numpy()
+
+    def deployable_policy(self) -> DeployablePolicy:
+        """A standalone copy of the greedy policy (eval mode, float32, agent's device)."""
+        policy = copy.deepcopy(self._policy).float().eval()
+        policy.obs_encoder.to(memory_format=torch.contiguous_format)
+        return policy.requires_grad_(False)
+
+
+class MultimodalLatent(OfflineAgent):
     """Multimodal LAPO agent (the seed's API).
 
     ``min_v`` / ``max_v`` default to ``statistics.value_bounds``; ``latent_dim``
@@ -278,29 +346,6 @@ class MultimodalLatent:
         return memory_layout(image, self.config)
 
     # ------------------------------------------------------------------ training
-    def train(self, iterations: int, batch_size: int = 100) -> dict[str, float]:
-        """``iterations`` updates on ``replay_buffer.sample(batch_size)``; mean diagnostics."""
-        if self.replay_buffer is None:
-            raise RuntimeError("MultimodalLatent.train: this agent has no replay_buffer")
-        if iterations < 1 or batch_size < 1:
-            raise ValueError(
-                f"iterations ({iterations}) and batch_size ({batch_size}) must be >= 1"
-            )
-        totals: dict[str, torch.Tensor] = {}
-        for _ in range(iterations):
-            batch = self.replay_buffer.sample(batch_size)
-            for name, value in self._update(batch).items():
-                totals[name] = totals[name] + value if name in totals else value
-        metrics = {name: float(value) / iterations for name, value in totals.items()}
-        metrics["step"] = float(self.total_it)
-        return metrics
-
-    def train_step(self, batch: TransitionBatch) -> dict[str, float]:
-        """One LAPO update on a batch from any data loader; diagnostics as floats."""
-        metrics = {name: float(value) for name, value in self._update(batch).items()}
-        metrics["step"] = float(self.total_it)
-        return metrics
-
     def _q_mix(self, q1: torch.Tensor, q2: torch.Tensor) -> torch.Tensor:
         weight = self.config.doubleq_min
         return weight * torch.min(q1, q2) + (1.0 - weight) * torch.max(q1, q2)
@@ -458,30 +503,6 @@ class MultimodalLatent:
             "encoder_grad_norm": encoder_grad_norm.detach(),
             **extra,
         }
-
-    # ------------------------------------------------------------------ acting
-    @torch.no_grad()
-    def select_action(
-        self,
-        left_img: np.ndarray,
-        right_img: np.ndarray,
-        global_img: np.ndarray,
-        joint: np.ndarray,
-    ) -> np.ndarray:
-        """uint8 HWC RGB images of any size + joint (robot units) -> action (A,) robot units."""
-        image, joint = observation_arrays(
-            left_img, right_img, global_img, joint, self.config.image_size, self.joint_dim
-        )
-        self._set_training(False)
-        image_t = self._images(torch.from_numpy(image).unsqueeze(0).to(self.device))
-        joint_t = torch.from_numpy(joint).unsqueeze(0).to(self.device)
-        return self._policy(image_t, joint_t)[0].cpu().numpy()
-
-    def deployable_policy(self) -> DeployablePolicy:
-        """A standalone copy of the greedy policy (eval mode, float32, agent's device)."""
-        policy = copy.deepcopy(self._policy).float().eval()
-        policy.obs_encoder.to(memory_format=torch.contiguous_format)
-        return policy.requires_grad_(False)
 
     # ------------------------------------------------------------------ checkpoints
     def _modules(self) -> dict[str, Any]:

@@ -10,7 +10,6 @@ network sizes, ``actor_lr`` (encoder + head), ``image_size``, ``seed`` and the c
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import replace
 from typing import Any
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lapo_ros.lapo.agent import (
+    OfflineAgent,
     TransitionSource,
     adam,
     autocast,
@@ -39,7 +39,7 @@ from lapo_ros.lapo.agent_checkpoint import (
 )
 from lapo_ros.lapo.batch import DatasetStatistics, TransitionBatch
 from lapo_ros.lapo.config import LAPOConfig
-from lapo_ros.lapo.deploy import DeployablePolicy, observation_arrays
+from lapo_ros.lapo.deploy import DeployablePolicy
 from lapo_ros.lapo.networks import ImageJointEncoder, mlp
 from lapo_ros.lapo.normalization import ActionScaler, JointNormalizer
 
@@ -57,7 +57,7 @@ class RegressionHead(nn.Module):
         return self.max_action * torch.tanh(self.net(feature))
 
 
-class BehaviorCloning:
+class BehaviorCloning(OfflineAgent):
     """MSE behaviour cloning on the multimodal observation (baseline for LAPO)."""
 
     kind = "behavior_cloning"
@@ -118,33 +118,15 @@ class BehaviorCloning:
         )
 
     # ------------------------------------------------------------------ training
-    def train(self, iterations: int, batch_size: int = 100) -> dict[str, float]:
-        """``iterations`` updates on ``replay_buffer.sample(batch_size)``; mean diagnostics."""
-        if self.replay_buffer is None:
-            raise RuntimeError("BehaviorCloning.train: this agent has no replay_buffer")
-        if iterations < 1 or batch_size < 1:
-            raise ValueError(
-                f"iterations ({iterations}) and batch_size ({batch_size}) must be >= 1"
-            )
-        totals: dict[str, torch.Tensor] = {}
-        for _ in range(iterations):
-            for name, value in self._update(self.replay_buffer.sample(batch_size)).items():
-                totals[name] = totals[name] + value if name in totals else value
-        metrics = {name: float(value) / iterations for name, value in totals.items()}
-        metrics["step"] = float(self.total_it)
-        return metrics
-
-    def train_step(self, batch: TransitionBatch) -> dict[str, float]:
-        metrics = {name: float(value) for name, value in self._update(batch).items()}
-        metrics["step"] = float(self.total_it)
-        return metrics
+    def _set_training(self, training: bool) -> None:
+        self.obs_encoder.train(training)
+        self.policy_head.train(training)
 
     def _update(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
         check_batch("BehaviorCloning", batch, self.config.image_size, self.joint_dim,
                     self.action_dim)
         batch = batch.to(self.device, non_blocking=True)
-        self.obs_encoder.train()
-        self.policy_head.train()
+        self._set_training(True)
         target = self.action_scaler.normalize(batch.action.float())
         with autocast(self.config, self.device):
             feature = self.obs_encoder(
@@ -165,31 +147,6 @@ class BehaviorCloning:
         self.optimizer.step()
         self.total_it += 1
         return {"bc_loss": loss.detach(), "encoder_grad_norm": encoder_grad_norm.detach()}
-
-    # ------------------------------------------------------------------ acting
-    @torch.no_grad()
-    def select_action(
-        self,
-        left_img: np.ndarray,
-        right_img: np.ndarray,
-        global_img: np.ndarray,
-        joint: np.ndarray,
-    ) -> np.ndarray:
-        """uint8 HWC RGB images of any size + joint (robot units) -> action (A,) robot units."""
-        image, joint = observation_arrays(
-            left_img, right_img, global_img, joint, self.config.image_size, self.joint_dim
-        )
-        self.obs_encoder.eval()
-        self.policy_head.eval()
-        image_t = memory_layout(torch.from_numpy(image).unsqueeze(0).to(self.device), self.config)
-        joint_t = torch.from_numpy(joint).unsqueeze(0).to(self.device)
-        return self._policy(image_t, joint_t)[0].cpu().numpy()
-
-    def deployable_policy(self) -> DeployablePolicy:
-        """A standalone copy of the policy (eval mode, float32, agent's device)."""
-        policy = copy.deepcopy(self._policy).float().eval()
-        policy.obs_encoder.to(memory_format=torch.contiguous_format)
-        return policy.requires_grad_(False)
 
     # ------------------------------------------------------------------ checkpoints
     def _modules(self) -> dict[str, Any]:
