@@ -36,6 +36,8 @@ DATASETS = {
     "expert": {"expert": 1.0},
     "heterogeneous": {"expert": 0.3, "noisy": 0.15, "wrong_target": 0.55},
 }
+# heterogeneous without its wrong-target share: an oracle-filtered reference (opt-in)
+REFERENCE_DATASETS = {"successful": {"expert": 0.3, "noisy": 0.15}}
 EVAL_SEED = 10_000
 
 
@@ -106,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, help="demonstrations per dataset")
     parser.add_argument("--eval-episodes", type=int, help="closed-loop episodes per policy")
     parser.add_argument("--image-size", type=int, help="camera/encoder image side (px)")
-    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS),
-                        default=list(DATASETS), help="datasets to run (default both)")
+    parser.add_argument("--datasets", nargs="+", choices=sorted({**DATASETS,
+                                                                 **REFERENCE_DATASETS}),
+                        default=list(DATASETS), help="datasets to run (default: expert and "
+                        "heterogeneous)")
     parser.add_argument("--algorithms", nargs="+", choices=["bc", "lapo"],
                         default=["bc", "lapo"], help="algorithms to run (default both)")
     args = parser.parse_args(argv)
@@ -133,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lapo_learning_") as tmp:
         for name in args.datasets:
-            fractions = DATASETS[name]
+            fractions = {**DATASETS, **REFERENCE_DATASETS}[name]
             data = Path(tmp) / f"{name}.hdf5"
             demo_success = make_dataset(data, fractions, sizes["episodes"], sim, seed=0)
             rows = {}
