@@ -350,6 +350,11 @@ def main(args: list[str] | None = None) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # Ctrl-C during start-up: rclpy's signal handler shut the context down, so creating
+        # the executor (or an entity) fails; that is a clean stop, anything else is not
+        if rclpy.ok():
+            raise
     finally:
         if executor is not None:
             executor.shutdown()

@@ -397,13 +397,38 @@ def test_main_exits_1_with_a_clear_error(tmp_path):
     assert "cannot start: parameter 'model_path' is required" in result.stderr
 
 
-def test_main_spins_and_stops_cleanly_on_ctrl_c(policy_path):
-    root = str(Path(__file__).resolve().parents[1])
-    command = [sys.executable, "-m", "lapo_ros.policy_node", "--ros-args"]
+def ros_arguments(policy_path) -> list[str]:
+    """``--ros-args -p name:=value ...`` for the node's parameters."""
+    arguments = ["--ros-args"]
     for parameter in parameters(policy_path):
         value = parameter.value
         text = "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
-        command += ["-p", f"{parameter.name}:={text}"]
+        arguments += ["-p", f"{parameter.name}:={text}"]
+    return arguments
+
+
+@pytest.mark.parametrize("shut_down", [True, False])
+def test_main_treats_a_failure_after_ctrl_c_at_start_up_as_a_clean_stop(
+        policy_path, monkeypatch, shut_down):
+    import lapo_ros.policy_node as policy_node
+
+    def executor_after_signal():
+        if shut_down:  # what rclpy's SIGINT handler does while the node is being built
+            rclpy.shutdown()
+        raise RuntimeError("failed to create guard_condition: the given context is not valid")
+
+    monkeypatch.setattr(policy_node, "SingleThreadedExecutor", executor_after_signal)
+    if shut_down:
+        policy_node.main(["policy_node", *ros_arguments(policy_path)])
+    else:
+        with pytest.raises(RuntimeError, match="guard_condition"):
+            policy_node.main(["policy_node", *ros_arguments(policy_path)])
+    assert not rclpy.ok()
+
+
+def test_main_spins_and_stops_cleanly_on_ctrl_c(policy_path):
+    root = str(Path(__file__).resolve().parents[1])
+    command = [sys.executable, "-m", "lapo_ros.policy_node", *ros_arguments(policy_path)]
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
