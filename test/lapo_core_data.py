@@ -26,6 +26,7 @@ class ArrayTransitions:
         not_done: np.ndarray,
         seed: int = 0,
         return_to_go: np.ndarray | None = None,
+        episode: np.ndarray | None = None,
     ) -> None:
         self.arrays = {
             "image": image.astype(np.uint8),
@@ -38,6 +39,8 @@ class ArrayTransitions:
         }
         if return_to_go is not None:
             self.arrays["return_to_go"] = return_to_go.reshape(-1, 1).astype(np.float32)
+        if episode is not None:
+            self.arrays["episode"] = episode.reshape(-1, 1).astype(np.int64)
         self.image_size = int(image.shape[-1])
         self.rng = np.random.default_rng(seed)
         self.statistics = DatasetStatistics(

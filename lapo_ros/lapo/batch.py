@@ -24,6 +24,8 @@ class TransitionBatch:
     terminal state.
     return_to_go: float32 [B, 1], the recorded episode's discounted return from s (NaN
     where the episode timed out), or None when the source does not provide it.
+    episode: int64 [B, 1], the index of the transition's episode in the replay buffer
+    (transitions of one recorded episode share it), or None when the source has none.
     """
 
     image: torch.Tensor
@@ -34,6 +36,7 @@ class TransitionBatch:
     next_joint: torch.Tensor
     not_done: torch.Tensor
     return_to_go: torch.Tensor | None = None
+    episode: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> TransitionBatch:
         return TransitionBatch(**{

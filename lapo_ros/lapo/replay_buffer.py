@@ -343,7 +343,7 @@ def raw_to_batch(
         image=stack(raw.image), joint=move(raw.joint), action=move(raw.action),
         reward=move(raw.reward), next_image=stack(raw.next_image),
         next_joint=move(raw.next_joint), not_done=move(raw.not_done),
-        return_to_go=move(raw.return_to_go),
+        return_to_go=move(raw.return_to_go), episode=move(raw.episode),
     )
 
 
@@ -351,10 +351,12 @@ def _torch_empty(pin: bool):
     """``empty(shape, dtype)`` returning numpy views of (optionally pinned) torch tensors."""
 
     def empty(shape: tuple[int, ...], dtype) -> np.ndarray:
-        tensor = torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype)], pin_memory=pin)
+        tensor = torch.empty(shape, dtype=TORCH_DTYPES[np.dtype(dtype)], pin_memory=pin)
         return tensor.numpy()
 
     return empty
 
 
-_TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.float32): torch.float32}
+# torch dtype of each RawBatch field's numpy dtype (tensors that RawBatch arrays view)
+TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.float32): torch.float32,
+                np.dtype(np.int64): torch.int64}

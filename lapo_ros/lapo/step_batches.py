@@ -16,11 +16,10 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lapo_ros.lapo.batch import TransitionBatch
-from lapo_ros.lapo.replay_buffer import MultimodalReplayBuffer, raw_to_batch
+from lapo_ros.lapo.replay_buffer import TORCH_DTYPES, MultimodalReplayBuffer, raw_to_batch
 from lapo_ros.lapo.transition_sampler import RawBatch, TransitionSampler
 
 PREFETCH_FACTOR = 2  # batches each worker keeps ready
-_TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.float32): torch.float32}
 
 
 def step_indices(sampler: TransitionSampler, seed: int, rank: int, step: int,
@@ -52,7 +51,7 @@ class _StepStream(IterableDataset):
     def _allocate(self, shared: bool) -> tuple[dict[str, torch.Tensor], RawBatch]:
         tensors = {}
         for name, (shape, dtype) in self.sampler.batch_layout(self.batch_size).items():
-            tensor = torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype)])
+            tensor = torch.empty(shape, dtype=TORCH_DTYPES[np.dtype(dtype)])
             tensors[name] = tensor.share_memory_() if shared else tensor
         return tensors, RawBatch(**{name: t.numpy() for name, t in tensors.items()})
 

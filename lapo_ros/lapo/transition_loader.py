@@ -22,10 +22,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lapo_ros.lapo.batch import TransitionBatch
-from lapo_ros.lapo.replay_buffer import MultimodalReplayBuffer, raw_to_batch
+from lapo_ros.lapo.replay_buffer import TORCH_DTYPES, MultimodalReplayBuffer, raw_to_batch
 from lapo_ros.lapo.transition_sampler import RawBatch, TransitionSampler
-
-_TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.float32): torch.float32}
 
 
 @dataclass
@@ -71,7 +69,7 @@ class _BatchStream(IterableDataset):
         """Tensors to send (shared memory inside a worker) and numpy views to fill."""
         tensors = {}
         for name, (shape, dtype) in self.sampler.batch_layout(self.batch_size).items():
-            tensor = torch.empty(shape, dtype=_TORCH_DTYPES[dtype])
+            tensor = torch.empty(shape, dtype=TORCH_DTYPES[dtype])
             tensors[name] = tensor.share_memory_() if shared else tensor
         return tensors, RawBatch(**{name: t.numpy() for name, t in tensors.items()})
 

@@ -30,7 +30,7 @@ class RawBatch:
 
     image / next_image: uint8 (B, 3 cameras, *frame) with frame (H,W,3) for layout "HWC"
     or (3,H,W) for "CHW"; joint/next_joint (B,J), action (B,A), reward/not_done/
-    return_to_go (B,1) float32.
+    return_to_go (B,1) float32; episode (B,1) int64.
     """
 
     image: np.ndarray
@@ -41,6 +41,7 @@ class RawBatch:
     reward: np.ndarray
     not_done: np.ndarray
     return_to_go: np.ndarray
+    episode: np.ndarray
 
     @staticmethod
     def layout_of(
@@ -48,7 +49,7 @@ class RawBatch:
     ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """Field name -> (shape, dtype) of a batch."""
         images = (batch_size, NUM_CAMERAS, *frame_shape)
-        uint8, float32 = np.dtype(np.uint8), np.dtype(np.float32)
+        uint8, float32, int64 = np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.int64)
         return {
             "image": (images, uint8),
             "next_image": (images, uint8),
@@ -58,6 +59,7 @@ class RawBatch:
             "reward": ((batch_size, 1), float32),
             "not_done": ((batch_size, 1), float32),
             "return_to_go": ((batch_size, 1), float32),
+            "episode": ((batch_size, 1), int64),
         }
 
     def __len__(self) -> int:
@@ -66,8 +68,9 @@ class RawBatch:
 
 @dataclass
 class TransitionTable:
-    """Every transition of the selected episodes: source, frame, next frame, not_done and
-    the recorded episode's discounted Monte-Carlo return-to-go.
+    """Every transition of the selected episodes: source, frame, next frame, not_done, the
+    recorded episode's discounted Monte-Carlo return-to-go and the episode's index (its row
+    in ``episodes``).
 
     Inside an episode, step t pairs with t+1. A terminal last step pairs with itself and
     not_done = 0; the last step of a non-terminal (timed-out) episode is no transition, and
@@ -79,6 +82,7 @@ class TransitionTable:
     next_frame: np.ndarray  # (T,) int64
     not_done: np.ndarray  # (T,) float32
     return_to_go: np.ndarray  # (T,) float32, sum_k discount^k r_{t+k}; NaN if timed out
+    episode: np.ndarray  # (T,) int64 row of the transition's episode in ``episodes``
 
     @classmethod
     def build(cls, sources: Sequence[EpisodeSource], episodes: np.ndarray,
@@ -86,7 +90,7 @@ class TransitionTable:
         """``episodes``: (E,2) rows of (source index, episode index inside that source);
         ``discount`` of the return-to-go (the agent's gamma)."""
         parts = []
-        for source_index, episode_index in episodes.tolist():
+        for row, (source_index, episode_index) in enumerate(episodes.tolist()):
             source = sources[source_index]
             end = int(source.episode_ends[episode_index])
             start = int(source.episode_ends[episode_index - 1]) if episode_index else 0
@@ -101,11 +105,11 @@ class TransitionTable:
                 frames, nxt, not_done = frames[:-1], nxt[:-1], not_done[:-1]
                 returns = np.full(frames.shape, np.nan, dtype=np.float32)
             parts.append((np.full(frames.shape, source_index, dtype=np.int32), frames, nxt,
-                          not_done, returns))
+                          not_done, returns, np.full(frames.shape, row, dtype=np.int64)))
         if not parts:
             empty = np.zeros(0, dtype=np.int64)
             return cls(empty.astype(np.int32), empty, empty, empty.astype(np.float32),
-                       empty.astype(np.float32))
+                       empty.astype(np.float32), empty)
         return cls(*(np.concatenate(column) for column in zip(*parts, strict=True)))
 
     def __len__(self) -> int:
@@ -304,6 +308,7 @@ class TransitionSampler:
         np.take(self._reward, frames, out=out.reward[:, 0])
         np.take(self.table.not_done, indices, out=out.not_done[:, 0])
         np.take(self.table.return_to_go, indices, out=out.return_to_go[:, 0])
+        np.take(self.table.episode, indices, out=out.episode[:, 0])
         batch = len(indices)
         image = out.image.reshape(batch, NUM_CAMERAS, -1)
         next_image = out.next_image.reshape(batch, NUM_CAMERAS, -1)
