@@ -470,3 +470,53 @@ def test_weighted_encoder_action_head_changes_only_what_shapes_the_encoder():
     weighted, metrics = trained_critic(encoder_action_weight=1.0, weighted_encoder_action=True,
                                        advantage_weighting="exponential")
     assert differs(plain, weighted) and np.isfinite(metrics["encoder_action_loss"])
+
+
+def episode_data(episode: int, return_to_go: float = 7.0):
+    """random_transitions whose transitions all belong to episode ``episode``."""
+    data = random_transitions(n=24, image_size=32, return_to_go=return_to_go)
+    data.arrays["episode"] = np.full((24, 1), episode, dtype=np.int64)
+    return data
+
+
+def constant_output(net: torch.nn.Module, value: float) -> None:
+    """Make an MLP output ``value`` for every input (last layer: zero weights)."""
+    with torch.no_grad():
+        net[-1].weight.zero_()
+        net[-1].bias.fill_(value)
+
+
+@pytest.mark.parametrize("episode", [0, 1, 3])
+def test_joint_baseline_fits_its_fold_and_scores_the_other(episode):
+    """advantage_baseline='joint', 2 folds: a transition of episode e fits baseline
+    network e mod 2 only, and its advantage subtracts the other network's value."""
+    agent = make_agent(episode_data(episode), advantage_baseline="joint", return_mix=1.0)
+    nets = agent.critic.baseline_nets
+    own, other = nets[episode % 2], nets[1 - episode % 2]
+    constant_output(own, 1.0)
+    constant_output(other, 2.0)
+    own_before, other_before = snapshot(own), snapshot(other)
+    metrics = agent.train(iterations=1, batch_size=8)
+    assert differs(own_before, snapshot(own))
+    assert not differs(other_before, snapshot(other))
+    # return_mix=1: the Q estimate is the recorded return 7.0; the baseline fits it
+    assert metrics["advantage_mean"] == pytest.approx(7.0 - 2.0)
+    assert metrics["baseline_loss"] == pytest.approx((7.0 - 1.0) ** 2)
+
+
+def test_joint_baseline_is_opt_in_and_needs_episode_indices(tmp_path):
+    assert make_agent().critic.baseline_nets is None  # default checkpoints keep their keys
+    agent = make_agent(advantage_baseline="joint")
+    with pytest.raises(ValueError, match="batch.episode"):
+        agent.train(iterations=1, batch_size=4)  # random_transitions carry no episodes
+    single = make_agent(advantage_baseline="joint", baseline_folds=1)
+    assert np.isfinite(single.train(iterations=1, batch_size=4)["baseline_loss"])
+    for bad in ({"advantage_baseline": "median"}, {"baseline_folds": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            make_agent(**bad)
+    agent = make_agent(episode_data(2), advantage_baseline="joint", baseline_folds=3)
+    agent.train(iterations=1, batch_size=4)
+    agent.save(tmp_path / "baseline.pt")
+    restored = MultimodalLatent.from_checkpoint(tmp_path / "baseline.pt", device="cpu")
+    assert len(restored.critic.baseline_nets) == 3
+    assert not differs(snapshot(agent.critic), snapshot(restored.critic))

@@ -21,7 +21,13 @@ Opt-in, for short runs and sparse rewards (defaults keep the seed's update):
 - ``return_mix`` / ``return_lower_bound``: target_Q and the advantage's Q estimate are
   mixed with / bounded below by the recorded Monte-Carlo return-to-go
   (``batch.return_to_go``).
-- ``advantage_weighting="exponential"``: weight = exp(beta * A / std(A)), at most 20.
+- ``advantage_weighting="exponential"``: weight = exp(beta * A / std(A)), at most 20
+  (exp(beta * A) with ``advantage_std_normalized=False``).
+- ``advantage_baseline="joint"``: the advantages (step 2 and the action head) subtract a
+  regression b(joint) of their Q estimate on the normalised joint state instead of V(s),
+  fitted in step 1 by the critic optimizer (it sees no image, so not the encoder) and
+  cross-fitted: ``baseline_folds`` networks, network k fitted on the transitions whose
+  ``batch.episode`` is k mod K, a transition scored by the mean of the others.
 
 Joints and actions are normalised inside (``normalization.py``); images stay uint8 until
 they reach the training device. The agent uses the replay buffer only through
@@ -288,8 +294,10 @@ class MultimodalLatent(OfflineAgent):
                 pretrained_path=config.pretrained_path,
                 conv1_scale=config.conv1_scale,
             )
-            self.critic = Critic(config.feature_dim, self.action_dim, config.hidden_dims,
-                                 action_head=config.encoder_action_weight > 0)
+            self.critic = Critic(
+                config.feature_dim, self.action_dim, config.hidden_dims,
+                action_head=config.encoder_action_weight > 0, joint_dim=self.joint_dim,
+                baseline_folds=config.baseline_folds if self._joint_baseline() else 0)
             self.actor = Actor(
                 config.feature_dim, self.latent_dim, config.max_latent_action, config.hidden_dims
             )
@@ -352,10 +360,12 @@ class MultimodalLatent(OfflineAgent):
 
     def _advantage_weight(self, advantage: torch.Tensor) -> torch.Tensor:
         """Per-transition weight of the VAE loss: LAPO's expectile step on the sign, or
-        exp(beta * A / std(A)) clipped (AWR-like), as configured."""
+        exp(beta * A [/ std(A)]) clipped (AWR-like), as configured."""
         config = self.config
         if config.advantage_weighting == "exponential":
-            scale = advantage.std().clamp_min(1e-6) if advantage.numel() > 1 else 1.0
+            scale = 1.0
+            if config.advantage_std_normalized and advantage.numel() > 1:
+                scale = advantage.std().clamp_min(1e-6)
             return torch.exp(config.advantage_beta * advantage / scale).clamp(max=20.0)
         positive = (advantage > 0).float()
         return positive * config.expectile + (1.0 - positive) * (1.0 - config.expectile)
@@ -381,6 +391,35 @@ class MultimodalLatent(OfflineAgent):
         mix = self.config.return_mix
         return (1.0 - mix) * target + mix * returns if mix > 0 else target
 
+    def _joint_baseline(self) -> bool:
+        return self.config.advantage_baseline == "joint"
+
+    def _fold_mask(self, batch: TransitionBatch) -> torch.Tensor | None:
+        """One-hot [B, baseline_folds] of each transition's fold (episode index mod K);
+        None without cross-fitting."""
+        folds = self.config.baseline_folds
+        if not self._joint_baseline() or folds == 1:
+            return None
+        if batch.episode is None:
+            raise ValueError(
+                "MultimodalLatent: advantage_baseline='joint' with baseline_folds > 1 needs "
+                "batch.episode (MultimodalReplayBuffer batches carry it)"
+            )
+        return F.one_hot(batch.episode.reshape(-1).long() % folds, folds).float()
+
+    @staticmethod
+    def _in_fold(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """[B, 1]: the baseline network fitted on each transition's own fold."""
+        return values if mask is None else (values * mask).sum(dim=1, keepdim=True)
+
+    @staticmethod
+    def _held_out(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """[B, 1]: the mean of the baseline networks that never saw each transition's
+        episode (the one network without cross-fitting)."""
+        if mask is None:
+            return values
+        return (values * (1.0 - mask)).sum(dim=1, keepdim=True) / (mask.shape[1] - 1)
+
     def _target_latent(self, feature: torch.Tensor) -> torch.Tensor:
         latent = self.actor_target(feature)
         std, clip = self.config.target_latent_noise, self.config.target_latent_noise_clip
@@ -402,6 +441,7 @@ class MultimodalLatent(OfflineAgent):
         reward = batch.reward.float().reshape(-1, 1)
         not_done = batch.not_done.float().reshape(-1, 1)
         discount = config.gamma * not_done
+        folds = self._fold_mask(batch)
 
         # 1. critic + encoder
         with self._autocast():
@@ -433,15 +473,23 @@ class MultimodalLatent(OfflineAgent):
         q_estimate = self._with_returns(
             reward + discount * next_q.clamp(self.min_v, self.max_v), batch
         )
+        baseline = current_v.detach().float()  # what the advantage subtracts, before the step
+        if self._joint_baseline():  # cross-fitted regression of q_estimate on the joints
+            with self._autocast():
+                baselines = self.critic.baselines(joint).float()
+            baseline_loss = F.mse_loss(self._in_fold(baselines, folds), q_estimate)
+            loss = loss + baseline_loss
+            extra["baseline_loss"] = baseline_loss.detach()
+            baseline = self._held_out(baselines.detach(), folds)
         if config.encoder_action_weight > 0:  # auxiliary representation loss (opt-in)
             with self._autocast():
                 predicted = self.critic.predict_action(feature)
             aux_error = (predicted.float() - action).pow(2).mean(dim=1, keepdim=True)
             if config.weighted_encoder_action:
                 aux_error = aux_error * self._advantage_weight(
-                    q_estimate - current_v.detach().float().clamp(self.min_v, self.max_v))
+                    q_estimate - baseline.clamp(self.min_v, self.max_v))
             aux_loss = aux_error.mean()
-            loss = critic_loss + config.encoder_action_weight * aux_loss
+            loss = loss + config.encoder_action_weight * aux_loss
             extra["encoder_action_loss"] = aux_loss.detach()
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -454,9 +502,12 @@ class MultimodalLatent(OfflineAgent):
             )
         self.critic_optimizer.step()
 
-        # 2. advantage from the target networks and the updated V
+        # 2. advantage from the target networks and the updated V (or joint baseline)
         with torch.no_grad(), self._autocast():
-            value = self.critic.v(detached).float()
+            if self._joint_baseline():
+                value = self._held_out(self.critic.baselines(joint).float(), folds)
+            else:
+                value = self.critic.v(detached).float()
         advantage = q_estimate - value.clamp(self.min_v, self.max_v)
         positive = (advantage > 0).float()
         weight = self._advantage_weight(advantage)

@@ -12,6 +12,7 @@ from typing import Any
 
 AUTOCAST_DTYPES = ("bfloat16", "float16")
 ADVANTAGE_WEIGHTINGS = ("expectile", "exponential")
+ADVANTAGE_BASELINES = ("value", "joint")
 
 
 @dataclass
@@ -49,6 +50,22 @@ class LAPOConfig:
     # at most 20; AWR-like, so larger advantages weigh more, not only their sign).
     advantage_weighting: str = "expectile"
     advantage_beta: float = 2.0
+    # False: "exponential" is exp(advantage_beta * A) with A in return units (AWR's fixed
+    # temperature). Dividing by the batch's std makes small advantages as decisive as large
+    # ones: on data of one quality, critic noise then decides the weights.
+    advantage_std_normalized: bool = True
+    # What the advantage subtracts from its Q estimate: "value" (LAPO: the critic's V(s)) or
+    # "joint", opt-in: a regression of that Q estimate on the joint state alone, fitted by
+    # the critic optimizer, cross-fitted over episodes. With one demonstration per scene,
+    # V(s) learns from the images which demonstration failed (and soon where the arm is
+    # heading), so a failed demonstration scores an advantage near 0 at every step and the
+    # weights hardly filter it. The joint state does not show the scene: the baseline is
+    # what demonstrations through that arm configuration achieve on average. Cross-fitting:
+    # ``baseline_folds`` networks, network k fitted on the episodes whose index
+    # (batch.episode) is k mod K; a transition is scored by the others, which never saw
+    # its episode's own path (1: one network, not cross-fitted).
+    advantage_baseline: str = "value"
+    baseline_folds: int = 2
     # optimisers
     critic_lr: float = 2e-4  # critic + observation encoder
     actor_vae_lr: float = 2e-4
@@ -84,6 +101,8 @@ class LAPOConfig:
             "return_mix": 0.0 <= self.return_mix <= 1.0,
             "advantage_weighting": self.advantage_weighting in ADVANTAGE_WEIGHTINGS,
             "advantage_beta": self.advantage_beta > 0.0,
+            "advantage_baseline": self.advantage_baseline in ADVANTAGE_BASELINES,
+            "baseline_folds": self.baseline_folds >= 1,
             "weighted_encoder_action": (not self.weighted_encoder_action
                                         or self.encoder_action_weight > 0),
             "critic_lr": self.critic_lr > 0.0,

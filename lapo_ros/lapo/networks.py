@@ -253,19 +253,27 @@ class Critic(nn.Module):
 
     ``action_head=True`` adds ``action_net`` (feature -> normalised action): an auxiliary
     representation head that lets the critic optimizer teach the encoder what the recorded
-    actions depend on (``LAPOConfig.encoder_action_weight``). Absent by default, so default
+    actions depend on (``LAPOConfig.encoder_action_weight``). ``baseline_folds`` > 0 adds
+    that many ``baseline_nets`` (normalised joint state, ``joint_dim`` -> value), one per
+    fold of the episodes, for a cross-fitted advantage baseline
+    (``LAPOConfig.advantage_baseline="joint"``). Both are absent by default, so default
     checkpoints keep their keys.
     """
 
     def __init__(
         self, feature_dim: int, action_dim: int, hidden_dims: Sequence[int] = (256, 256, 256),
-        action_head: bool = False,
+        action_head: bool = False, joint_dim: int = 0, baseline_folds: int = 0,
     ) -> None:
         super().__init__()
+        if baseline_folds and joint_dim < 1:
+            raise ValueError("Critic: baseline_folds needs joint_dim >= 1")
         self.q1_net = mlp(feature_dim + action_dim, hidden_dims, 1)
         self.q2_net = mlp(feature_dim + action_dim, hidden_dims, 1)
         self.v_net = mlp(feature_dim, hidden_dims, 1)
         self.action_net = mlp(feature_dim, hidden_dims, action_dim) if action_head else None
+        self.baseline_nets = nn.ModuleList(
+            mlp(joint_dim, hidden_dims, 1) for _ in range(baseline_folds)
+        ) if baseline_folds else None
 
     def forward(
         self, feature: torch.Tensor, action: torch.Tensor
@@ -284,3 +292,9 @@ class Critic(nn.Module):
         if self.action_net is None:
             raise RuntimeError("Critic.predict_action: built without action_head")
         return self.action_net(feature)
+
+    def baselines(self, joint: torch.Tensor) -> torch.Tensor:
+        """[B, baseline_folds]: every fold's baseline value of the normalised joint states."""
+        if self.baseline_nets is None:
+            raise RuntimeError("Critic.baselines: built without baseline_folds")
+        return torch.cat([net(joint) for net in self.baseline_nets], dim=1)
