@@ -11,6 +11,7 @@ expert-data LAPO no worse than BC.
 
     python benchmarks/learning.py [--quick] [--out FILE.md] [--seeds 3] [--steps 600]
                                   [--episodes 80] [--datasets expert heterogeneous]
+                                  [--progress-scale 1.0]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from lapo_ros.demo.demonstrations import DemoMix, iter_demonstrations  # noqa: E
 from lapo_ros.demo.pipeline import SHORT_RUN_AGENT, expert_success  # noqa: E402
 from lapo_ros.hdf5_layout import write_episodes  # noqa: E402
 from lapo_ros.sim import JOINT_NAMES, DualArmReachEnv, SimConfig  # noqa: E402
+from lapo_ros.sim.task import TaskConfig  # noqa: E402
 
 DATASETS = {
     "expert": {"expert": 1.0},
@@ -108,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, help="demonstrations per dataset")
     parser.add_argument("--eval-episodes", type=int, help="closed-loop episodes per policy")
     parser.add_argument("--image-size", type=int, help="camera/encoder image side (px)")
+    parser.add_argument("--progress-scale", type=float, default=TaskConfig.progress_scale,
+                        help="reward per metre of approach to the red target (default "
+                        "%(default)s; the outcome's reward is +-1)")
     parser.add_argument("--datasets", nargs="+", choices=sorted({**DATASETS,
                                                                  **REFERENCE_DATASETS}),
                         default=list(DATASETS), help="datasets to run (default: expert and "
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quick = {"seeds": 1, "steps": 4, "episodes": 6, "eval_episodes": 2, "image_size": 32,
              "batch_size": 8}
-    full = {"seeds": 3, "steps": 600, "episodes": 80, "eval_episodes": 20, "image_size": 32,
+    full = {"seeds": 3, "steps": 600, "episodes": 80, "eval_episodes": 50, "image_size": 32,
             "batch_size": 32}
     sizes = dict(quick if args.quick else full)
     for key in ("seeds", "steps", "episodes", "eval_episodes", "image_size"):
@@ -126,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     from common import resolve_device
 
     device = str(resolve_device(args.device))
-    sim = SimConfig(image_size=(sizes["image_size"], sizes["image_size"]))
+    sim = SimConfig(image_size=(sizes["image_size"], sizes["image_size"]),
+                    task=TaskConfig(progress_scale=args.progress_scale))
     expert = expert_success(sim, sizes["eval_episodes"], EVAL_SEED)
 
     table = Table(
@@ -174,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{sizes['eval_episodes']} evaluation layouts (seeds {EVAL_SEED}+, unseen in training).",
         f"{sizes['episodes']} demonstrations per dataset, {sizes['steps']} steps of batch "
         f"{sizes['batch_size']} at {sizes['image_size']} px, {sizes['seeds']} seed(s), "
-        f"device {device}; total {(time.perf_counter() - started) / 60:.1f} min.",
+        f"reward per metre of progress {args.progress_scale:g} (outcome +-1), device "
+        f"{device}; total {(time.perf_counter() - started) / 60:.1f} min.",
         *target_notes(means, expert),
     ]
     emit([table], args.out)

@@ -126,8 +126,9 @@ def test_expert_succeeds_wrong_target_fails_and_rewards_separate_them(env):
         else:
             assert all(successes)
         assert all(len(rewards) < env.config.max_steps for _, rewards, _ in outcomes)
-    assert returns["expert"] > 2.0 > 1.0 > returns["wrong_target"]
-    assert returns["noisy"] > 2.0
+    # the outcome (+1 / -1) dominates; the progress term adds a few tenths
+    assert returns["expert"] > 1.0 > 0.0 > -0.5 > returns["wrong_target"]
+    assert returns["noisy"] > 1.0
 
 
 def test_holding_still_times_out_without_reward(env):

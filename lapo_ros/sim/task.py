@@ -4,8 +4,10 @@ Two discs lie in the same half of the table, one near and one far; the arm on th
 must touch the red one (the goal). Side, positions and which disc is red are random and
 visible only in the camera images, so a policy that averages demonstrations of the two
 discs ends up between them. Success: a fingertip within ``success_radius`` of the
-red disc. Failure: a fingertip touches the blue disc. Reward: potential-based progress
-towards the goal plus a bonus on success and a penalty on failure.
+red disc. Failure: a fingertip touches the blue disc. Reward: +1 on success, -1 on failure,
+plus a small potential-based progress term towards the goal (1 per metre, a few tenths
+per episode): the outcome dominates the return, as in the success labels recorded on a
+robot, so a demonstration's return says how it ended more than how far its target was.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class TaskConfig:
     x_range: tuple[float, float] = (0.20, 0.32)  # |x| of each target (both in one half)
     near_y: tuple[float, float] = (0.28, 0.34)  # y of the near target
     far_y: tuple[float, float] = (0.50, 0.56)  # y of the far target
-    progress_scale: float = 10.0  # reward per metre of approach to the goal
+    progress_scale: float = 1.0  # reward per metre of approach to the goal
     success_bonus: float = 1.0
     failure_penalty: float = 1.0
 
