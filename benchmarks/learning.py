@@ -11,11 +11,12 @@ expert-data LAPO no worse than BC.
 
     python benchmarks/learning.py [--quick] [--out FILE.md] [--seeds 3] [--steps 600]
                                   [--episodes 80] [--datasets expert heterogeneous]
-                                  [--progress-scale 1.0]
+                                  [--progress-scale 1.0] [--lapo-set KEY=VALUE ...]
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -27,6 +28,7 @@ from common import Table, add_repo_to_path, benchmark_parser, emit, ratio  # noq
 add_repo_to_path()
 
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 from lapo_ros.demo.demonstrations import DemoMix, iter_demonstrations  # noqa: E402
 from lapo_ros.demo.pipeline import SHORT_RUN_AGENT, expert_success  # noqa: E402
@@ -53,7 +55,7 @@ def make_dataset(path: Path, fractions: dict[str, float], episodes: int, sim: Si
 
 
 def train_agent(algo: str, data: Path, sim: SimConfig, steps: int, batch_size: int,
-                seed: int, device: str):
+                seed: int, device: str, lapo_options: dict | None = None):
     from lapo_ros.lapo import MultimodalLatent, MultimodalReplayBuffer
     from lapo_ros.lapo.bc import BehaviorCloning
 
@@ -63,7 +65,7 @@ def train_agent(algo: str, data: Path, sim: SimConfig, steps: int, batch_size: i
     buffer.load_from_hdf5(data)
     if algo == "lapo":  # the demo's short-run settings (lapo_ros.demo.pipeline)
         agent = MultimodalLatent(16, replay_buffer=buffer, device=device, image_size=size,
-                                 seed=seed, **SHORT_RUN_AGENT)
+                                 seed=seed, **{**SHORT_RUN_AGENT, **(lapo_options or {})})
     else:
         agent = BehaviorCloning(16, replay_buffer=buffer, device=device, image_size=size,
                                 seed=seed)
@@ -103,6 +105,14 @@ def target_notes(means: dict[tuple[str, str], float], expert: float) -> list[str
     return notes
 
 
+def lapo_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` (VALUE read as YAML) -> (key, value); the agent checks the key."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = benchmark_parser(__doc__.split("\n\n")[0], device=True)
     parser.add_argument("--seeds", type=int, help="training seeds per cell (default 3; quick 1)")
@@ -113,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress-scale", type=float, default=TaskConfig.progress_scale,
                         help="reward per metre of approach to the red target (default "
                         "%(default)s; the outcome's reward is +-1)")
+    parser.add_argument("--lapo-set", type=lapo_option, action="append", default=[],
+                        metavar="KEY=VALUE", help="override one SHORT_RUN_AGENT setting "
+                        "(LAPOConfig field) for an ablation, e.g. advantage_baseline=value")
     parser.add_argument("--datasets", nargs="+", choices=sorted({**DATASETS,
                                                                  **REFERENCE_DATASETS}),
                         default=list(DATASETS), help="datasets to run (default: expert and "
@@ -120,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithms", nargs="+", choices=["bc", "lapo"],
                         default=["bc", "lapo"], help="algorithms to run (default both)")
     args = parser.parse_args(argv)
+    from lapo_ros.lapo.config import LAPOConfig
+
+    try:  # a misspelt or invalid --lapo-set fails here, not after the first BC runs
+        LAPOConfig.from_overrides({**SHORT_RUN_AGENT, **dict(args.lapo_set)}, owner="--lapo-set")
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
     quick = {"seeds": 1, "steps": 4, "episodes": 6, "eval_episodes": 2, "image_size": 32,
              "batch_size": 8}
     full = {"seeds": 3, "steps": 600, "episodes": 80, "eval_episodes": 50, "image_size": 32,
@@ -152,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 for seed in range(sizes["seeds"]):
                     begin = time.perf_counter()
                     agent = train_agent(algo, data, sim, sizes["steps"], sizes["batch_size"],
-                                        seed, device)
+                                        seed, device, dict(args.lapo_set))
                     seconds.append(time.perf_counter() - begin)
                     success, blue, distance = closed_loop_success(agent, sim,
                                                                   sizes["eval_episodes"])
@@ -182,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{sizes['batch_size']} at {sizes['image_size']} px, {sizes['seeds']} seed(s), "
         f"reward per metre of progress {args.progress_scale:g} (outcome +-1), device "
         f"{device}; total {(time.perf_counter() - started) / 60:.1f} min.",
+        *([f"LAPO settings changed from SHORT_RUN_AGENT: {dict(args.lapo_set)}."]
+          if args.lapo_set else []),
         *target_notes(means, expert),
     ]
     emit([table], args.out)
