@@ -351,12 +351,24 @@ def _torch_empty(pin: bool):
     """``empty(shape, dtype)`` returning numpy views of (optionally pinned) torch tensors."""
 
     def empty(shape: tuple[int, ...], dtype) -> np.ndarray:
-        tensor = torch.empty(shape, dtype=TORCH_DTYPES[np.dtype(dtype)], pin_memory=pin)
+        tensor = torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype)], pin_memory=pin)
         return tensor.numpy()
 
     return empty
 
 
+def batch_tensors(
+    sampler: TransitionSampler, batch_size: int, shared: bool
+) -> tuple[dict[str, torch.Tensor], RawBatch]:
+    """One batch's tensors (in shared memory for a loader worker) and the RawBatch of numpy
+    views onto them that ``sampler.fill`` writes."""
+    tensors = {}
+    for name, (shape, dtype) in sampler.batch_layout(batch_size).items():
+        tensor = torch.empty(shape, dtype=_TORCH_DTYPES[dtype])
+        tensors[name] = tensor.share_memory_() if shared else tensor
+    return tensors, RawBatch(**{name: t.numpy() for name, t in tensors.items()})
+
+
 # torch dtype of each RawBatch field's numpy dtype (tensors that RawBatch arrays view)
-TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.float32): torch.float32,
+_TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.float32): torch.float32,
                 np.dtype(np.int64): torch.int64}

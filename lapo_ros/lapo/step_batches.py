@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lapo_ros.lapo.batch import TransitionBatch
-from lapo_ros.lapo.replay_buffer import TORCH_DTYPES, MultimodalReplayBuffer, raw_to_batch
+from lapo_ros.lapo.replay_buffer import MultimodalReplayBuffer, batch_tensors, raw_to_batch
 from lapo_ros.lapo.transition_sampler import RawBatch, TransitionSampler
 
 PREFETCH_FACTOR = 2  # batches each worker keeps ready
@@ -40,20 +40,14 @@ class _StepStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         worker = get_worker_info()
         worker_id, workers = (worker.id, worker.num_workers) if worker else (0, 1)
-        slots = [self._allocate(shared=worker is not None) for _ in range(self.ring)]
+        slots = [batch_tensors(self.sampler, self.batch_size, shared=worker is not None)
+                 for _ in range(self.ring)]
         steps = range(self.first_step + worker_id, self.last_step, workers)
         for count, step in enumerate(steps):
             tensors, raw = slots[count % self.ring]
             self.sampler.fill(
                 step_indices(self.sampler, self.seed, self.rank, step, self.batch_size), raw)
             yield tensors
-
-    def _allocate(self, shared: bool) -> tuple[dict[str, torch.Tensor], RawBatch]:
-        tensors = {}
-        for name, (shape, dtype) in self.sampler.batch_layout(self.batch_size).items():
-            tensor = torch.empty(shape, dtype=TORCH_DTYPES[np.dtype(dtype)])
-            tensors[name] = tensor.share_memory_() if shared else tensor
-        return tensors, RawBatch(**{name: t.numpy() for name, t in tensors.items()})
 
 
 def step_batches(

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lapo_ros.lapo.batch import TransitionBatch
-from lapo_ros.lapo.replay_buffer import TORCH_DTYPES, MultimodalReplayBuffer, raw_to_batch
+from lapo_ros.lapo.replay_buffer import MultimodalReplayBuffer, batch_tensors, raw_to_batch
 from lapo_ros.lapo.transition_sampler import RawBatch, TransitionSampler
 
 
@@ -57,21 +57,14 @@ class _BatchStream(IterableDataset):
         worker = get_worker_info()
         worker_id = worker.id if worker is not None else 0
         rng = np.random.default_rng([self.seed, worker_id])
-        slots = [self._allocate(shared=worker is not None) for _ in range(self.ring)]
+        slots = [batch_tensors(self.sampler, self.batch_size, shared=worker is not None)
+                 for _ in range(self.ring)]
         step = 0
         while True:
             tensors, raw = slots[step % self.ring]
             self.sampler.fill(self.sampler.sample_indices(rng, self.batch_size), raw)
             yield tensors
             step += 1
-
-    def _allocate(self, shared: bool) -> tuple[dict[str, torch.Tensor], RawBatch]:
-        """Tensors to send (shared memory inside a worker) and numpy views to fill."""
-        tensors = {}
-        for name, (shape, dtype) in self.sampler.batch_layout(self.batch_size).items():
-            tensor = torch.empty(shape, dtype=TORCH_DTYPES[dtype])
-            tensors[name] = tensor.share_memory_() if shared else tensor
-        return tensors, RawBatch(**{name: t.numpy() for name, t in tensors.items()})
 
 
 class TransitionLoader:
