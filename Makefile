@@ -11,15 +11,17 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export ROS_DOMAIN_ID ?= 42
 export ROS_LOG_DIR ?= $(shell mktemp -d -t lapo_ros_log.XXXXXX)
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
-# ament_index_python finds share/lapo_ros in the venv prefix (where `pip install .` puts it).
+# The venv is an ament prefix: share/lapo_ros from `pip install .`, lib/lapo_ros from setup.
 export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
 
 .PHONY: setup demo test lint build benchmarks clean
 
 # Fresh Python 3.11 machine -> venv with pinned torch, ROS 2 wheels, onnxruntime-gpu, colcon;
-# then the package itself (console scripts + share/lapo_ros). Idempotent and quick on re-runs.
+# then the package itself (console scripts + share/lapo_ros), its executables linked into
+# lib/lapo_ros where `ros2 run`/`ros2 launch` look. Idempotent and quick on re-runs.
 setup: $(STAMP)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation .
+	$(BIN)/python tools/link_ros_executables.py lapo_ros
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -1,15 +1,19 @@
-"""The ament_python package is complete: manifest, installed share files, console scripts."""
+"""The ament_python package is complete: manifest, installed share files, and executables
+where `ros2 run` and `ros2 launch` look for them."""
 
 from __future__ import annotations
 
 import ast
 import configparser
+import os
 import re
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from ament_index_python.packages import get_package_share_directory, get_search_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 ROS_PACKAGES = {
@@ -25,6 +29,12 @@ ROS_PACKAGES = {
     "launch_ros",
     "rcl_interfaces",
 }
+
+
+def console_scripts() -> dict[str, tuple[str, str]]:
+    """Executable name -> (module, function), from setup.py's entry points."""
+    entries = re.findall(r'"(\w+) = ([\w.]+):(\w+)"', (ROOT / "setup.py").read_text())
+    return {name: (module, function) for name, module, function in entries}
 
 
 def manifest() -> ET.Element:
@@ -88,14 +98,56 @@ def test_console_scripts_point_at_real_main_functions():
         assert function in functions, f"console script {name}: {module} has no {function}()"
 
 
+def lapo_ros_prefixes() -> list[Path]:
+    """Every ament prefix on AMENT_PREFIX_PATH that registers lapo_ros (the venv after
+    `make setup`, install/lapo_ros after colcon build)."""
+    prefixes = [Path(p) for p in get_search_paths()
+                if (Path(p) / "share/ament_index/resource_index/packages/lapo_ros").is_file()]
+    assert prefixes, "lapo_ros is not in the ament index: run `make setup`, or set " \
+                     "AMENT_PREFIX_PATH to the venv or install/lapo_ros"
+    return prefixes
+
+
 def test_share_directory_is_found_through_the_ament_index():
-    ament = pytest.importorskip("ament_index_python.packages")
-    try:
-        share = Path(ament.get_package_share_directory("lapo_ros"))
-    except ament.PackageNotFoundError:
-        pytest.fail("lapo_ros not in the ament index: is AMENT_PREFIX_PATH set (make setup)?")
-    assert (share / "package.xml").is_file()
-    for launch_file in (ROOT / "launch").glob("*.launch.py"):
-        assert (share / "launch" / launch_file.name).is_file()
-    for config_file in (ROOT / "config").iterdir():
-        assert (share / "config" / config_file.name).is_file()
+    prefixes = lapo_ros_prefixes()
+    assert Path(get_package_share_directory("lapo_ros")) == prefixes[0] / "share" / "lapo_ros"
+    for prefix in prefixes:
+        share = prefix / "share" / "lapo_ros"
+        assert (share / "package.xml").read_text() == (ROOT / "package.xml").read_text(), \
+            f"{share}/package.xml is out of date: make setup (or colcon build)"
+        for launch_file in (ROOT / "launch").glob("*.launch.py"):
+            assert (share / "launch" / launch_file.name).is_file()
+        for config_file in (ROOT / "config").iterdir():
+            assert (share / "config" / config_file.name).is_file()
+
+
+def test_every_executable_is_where_ros2_run_and_launch_look_and_runs_this_python():
+    for prefix in lapo_ros_prefixes():
+        libexec = prefix / "lib" / "lapo_ros"  # ros2run, launch_ros: prefix/lib/<package>
+        for name in console_scripts():
+            path = libexec / name
+            assert path.is_file() and os.access(path, os.X_OK), f"{path}: no executable"
+            interpreter = path.read_text().splitlines()[0].removeprefix("#!").split()
+            result = subprocess.run([*interpreter, "-c", "import sys; print(sys.prefix)"],
+                                    capture_output=True, text=True, check=True)
+            assert result.stdout.strip() == sys.prefix, f"{path} runs {interpreter}"
+
+
+# Each executable started with arguments that end it at once: (arguments, status, output).
+QUICK_RUNS = {
+    "bag_to_hdf5": (["--help"], 0, "usage: bag_to_hdf5"),
+    "lapo_hdf5": (["--help"], 0, "usage: lapo_hdf5"),
+    "policy_node": ([], 1, "parameter 'model_path' is required"),
+    "sim_node": (["--ros-args", "-p", "max_steps:=0"], 1, "parameter 'max_steps' must be >= 1"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(console_scripts()))
+def test_installed_executable_starts(name):
+    assert name in QUICK_RUNS, f"add a quick run of {name} to QUICK_RUNS"
+    arguments, status, output = QUICK_RUNS[name]
+    for prefix in lapo_ros_prefixes():
+        result = subprocess.run([prefix / "lib" / "lapo_ros" / name, *arguments],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == status, result.stdout + result.stderr
+        assert output in result.stdout + result.stderr
