@@ -1,5 +1,5 @@
-"""The ament_python package is complete: manifest, installed share files, and executables
-where `ros2 run` and `ros2 launch` look for them."""
+"""The ament_python package is complete: manifest and dependencies, installed share files,
+and executables where `ros2 run` and `ros2 launch` look for them."""
 
 from __future__ import annotations
 
@@ -9,26 +9,38 @@ import os
 import re
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from ament_index_python.packages import get_package_share_directory, get_search_paths
+from catkin_pkg.package import parse_package
 
 ROOT = Path(__file__).resolve().parents[1]
-ROS_PACKAGES = {
-    "rclpy",
-    "sensor_msgs",
-    "std_msgs",
-    "std_srvs",
-    "trajectory_msgs",
-    "diagnostic_msgs",
-    "builtin_interfaces",
-    "ament_index_python",
-    "launch",
-    "launch_ros",
-    "rcl_interfaces",
+ROS_PACKAGES = ("rclpy", "sensor_msgs", "std_msgs", "std_srvs", "trajectory_msgs",
+                "diagnostic_msgs", "builtin_interfaces", "rcl_interfaces", "launch", "launch_ros",
+                "ament_index_python")
+# Top-level module the code imports -> its key in package.xml (a ROS package: its own name);
+# None: no rosdep key, installed with pip (requirements.txt).
+DEPENDENCY_KEYS = {
+    **{name: name for name in ROS_PACKAGES},
+    "numpy": "python3-numpy",
+    "cv2": "python3-opencv",
+    "yaml": "python3-yaml",
+    "onnxruntime": "python3-onnxruntime-gpu-pip",
+    "torch": "python3-torch",
+    "torchvision": "python3-torchvision",
+    "h5py": "python3-h5py",
+    "rosbags": "python3-rosbags-pip",
+    "tqdm": "python3-tqdm",
+    "matplotlib": "python3-matplotlib",
+    "onnx": None,
+    "pytest": "python3-pytest",
+    "hypothesis": "python3-hypothesis",
+    "catkin_pkg": "python3-catkin-pkg",
 }
+ROBOT_EXECUTABLES = ("policy_node", "sim_node")
+ROBOT_OPTIONAL = {"torch"}  # policy_node imports it only for TorchScript (.pt) policies
+TRAINING = {"LAPO_ROS_TRAINING": "1"}  # the condition of the training-only dependencies
 
 
 def console_scripts() -> dict[str, tuple[str, str]]:
@@ -37,49 +49,111 @@ def console_scripts() -> dict[str, tuple[str, str]]:
     return {name: (module, function) for name, module, function in entries}
 
 
-def manifest() -> ET.Element:
-    return ET.parse(ROOT / "package.xml").getroot()
+def module_file(module: str) -> Path:
+    return ROOT / (module.replace(".", "/") + ".py")
 
 
-def imported_top_level_modules(paths) -> set[str]:
-    modules = set()
-    for path in paths:
-        tree = ast.parse(path.read_text(), filename=str(path))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                modules.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                modules.add(node.module.split(".")[0])
-    return modules
+def imported_modules(path: Path) -> set[str]:
+    """Absolute names of what ``path`` imports (relative imports resolved; `from m import x`
+    gives m and m.x, since x may be a submodule)."""
+    package = path.relative_to(ROOT).parts[:-1]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parts = [*package[:len(package) + 1 - node.level], node.module] if node.level \
+                else [node.module]
+            base = ".".join(part for part in parts if part)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
 
 
-def test_manifest_is_format_3_ament_python():
-    root = manifest()
-    assert root.get("format") == "3"
-    assert root.findtext("name") == "lapo_ros"
-    assert root.findtext("export/build_type") == "ament_python"
-    assert "python3-pytest" in {e.text for e in root.findall("test_depend")}
+def package_files(module: str) -> list[Path]:
+    """The repository files Python runs to import ``module`` (its packages' __init__ too)."""
+    parts = module.split(".")
+    candidates = []
+    for depth in range(1, len(parts) + 1):
+        base = ROOT.joinpath(*parts[:depth])
+        candidates += [base / "__init__.py", base.with_suffix(".py")]
+    return [path for path in candidates if path.is_file()]
 
 
-def test_every_imported_ros_package_is_an_exec_depend():
-    sources = list((ROOT / "lapo_ros").rglob("*.py")) + list((ROOT / "launch").glob("*.py"))
-    used = imported_top_level_modules(sources) & ROS_PACKAGES
-    declared = {e.text for e in manifest().findall("exec_depend")}
-    assert "rclpy" in used
-    assert used <= declared, f"imported but not in package.xml: {sorted(used - declared)}"
+def third_party_imports(roots) -> set[str]:
+    """Top-level modules from outside the repository that ``roots`` import, following the
+    package modules they import (at any depth, including imports inside functions)."""
+    local = {path.stem for path in [*ROOT.glob("test/*.py"), *ROOT.glob("benchmarks/*.py")]}
+    seen, pending, found = set(), list(roots), set()
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in imported_modules(path):
+            top = name.split(".")[0]
+            if top == "lapo_ros":
+                pending += package_files(name)
+            elif top not in sys.stdlib_module_names and top not in local:
+                found.add(top)
+    return found
+
+
+def dependency_keys(modules: set[str]) -> set[str]:
+    unknown = modules - DEPENDENCY_KEYS.keys()
+    assert not unknown, (f"imported {sorted(unknown)}: add its rosdep key to package.xml and "
+                         f"DEPENDENCY_KEYS here (None if it has none)")
+    return {DEPENDENCY_KEYS[module] for module in modules} - {None}
+
+
+def declared(kind: str, context: dict[str, str]) -> set[str]:
+    manifest = parse_package(ROOT / "package.xml")  # validates; raises InvalidPackage
+    manifest.evaluate_conditions(context)
+    return {d.name for d in getattr(manifest, kind) if d.evaluated_condition}
+
+
+def test_manifest_is_valid_format_3_ament_python():
+    manifest = parse_package(ROOT / "package.xml")
+    assert manifest.package_format == 3
+    assert manifest.name == "lapo_ros"
+    assert manifest.get_build_type() == "ament_python"
+
+
+def test_exec_depends_are_exactly_what_the_package_imports():
+    sources = [*ROOT.glob("lapo_ros/**/*.py"), *ROOT.glob("launch/*.py"),
+               *ROOT.glob("training/*.py")]
+    used = dependency_keys(third_party_imports(sources))
+    assert "rclpy" in used and "python3-torch" in used
+    exec_depends = declared("exec_depends", TRAINING)
+    assert used <= exec_depends, f"imported but not in package.xml: {sorted(used - exec_depends)}"
+    assert exec_depends <= used, f"in package.xml but not imported: {sorted(exec_depends - used)}"
+
+
+def test_a_robot_rosdep_install_pulls_what_the_nodes_need_and_no_training_stack():
+    scripts = console_scripts()
+    roots = [module_file(scripts[name][0]) for name in ROBOT_EXECUTABLES]
+    robot = third_party_imports([*roots, *ROOT.glob("launch/*.py")])
+    assert "onnxruntime" in robot and robot >= ROBOT_OPTIONAL
+    needed = dependency_keys(robot - ROBOT_OPTIONAL)
+    assert declared("exec_depends", {}) == needed, "set `condition` in package.xml to match"
+    assert dependency_keys(ROBOT_OPTIONAL) <= declared("exec_depends", TRAINING)
+
+
+def test_test_depends_are_what_the_tests_import_beyond_the_exec_depends():
+    used = dependency_keys(third_party_imports(ROOT.glob("test/*.py")))
+    assert used - declared("exec_depends", TRAINING) == declared("test_depends", TRAINING)
 
 
 def test_versions_agree():
-    setup_py = (ROOT / "setup.py").read_text()
-    version = re.search(r'version="([^"]+)"', setup_py).group(1)
-    assert manifest().findtext("version") == version
+    version = re.search(r'version="([^"]+)"', (ROOT / "setup.py").read_text()).group(1)
+    assert parse_package(ROOT / "package.xml").version == version
     sys.path.insert(0, str(ROOT))
     import lapo_ros
 
     assert lapo_ros.__version__ == version
 
 
-def test_scripts_install_where_ros2_run_looks():
+def test_colcon_installs_scripts_where_ros2_run_looks():
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
     assert config["develop"]["script_dir"] == "$base/lib/lapo_ros"
@@ -87,11 +161,10 @@ def test_scripts_install_where_ros2_run_looks():
 
 
 def test_console_scripts_point_at_real_main_functions():
-    setup_py = (ROOT / "setup.py").read_text()
-    entries = re.findall(r'"(\w+) = ([\w.]+):(\w+)"', setup_py)
-    assert {name for name, _, _ in entries} >= {"policy_node", "bag_to_hdf5", "lapo_hdf5"}
-    for name, module, function in entries:
-        path = ROOT / (module.replace(".", "/") + ".py")
+    scripts = console_scripts()
+    assert scripts.keys() >= {"policy_node", "bag_to_hdf5", "lapo_hdf5"}
+    for name, (module, function) in scripts.items():
+        path = module_file(module)
         assert path.is_file(), f"console script {name}: {path} does not exist"
         tree = ast.parse(path.read_text())
         functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
