@@ -72,6 +72,15 @@ def test_transitions_stay_inside_episodes(data_file):
     assert _all_transitions(buffer) == expected
 
 
+def test_size_is_the_seeds_name_for_the_transitions_loaded(data_file, tmp_path):
+    buffer = _buffer(data_file)
+    assert buffer.size == buffer.num_transitions == 16
+    more = tmp_path / "more.hdf5"
+    write_episodes(more, coded_episodes([3], [True]), joint_names=JOINT_NAMES, rate_hz=20.0)
+    buffer.load_from_hdf5(more)
+    assert buffer.size == 16 + 3
+
+
 def test_batch_types_shapes_and_stacking(data_file):
     batch = _buffer(data_file).sample(8)
     assert isinstance(batch, TransitionBatch) and len(batch) == 8

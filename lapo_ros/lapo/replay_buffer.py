@@ -145,6 +145,11 @@ class MultimodalReplayBuffer:
         return len(self._table())
 
     @property
+    def size(self) -> int:
+        """Transitions loaded: the seed's name for ``num_transitions``."""
+        return self.num_transitions
+
+    @property
     def episode_lengths(self) -> np.ndarray:
         return np.array([end - start for _, start, end in self._episode_ranges()], dtype=np.int64)
 
