@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
-from collections.abc import Iterable, Sequence
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +64,13 @@ class Episode:
     def __len__(self) -> int:
         return int(self.action.shape[0])
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all its arrays."""
+        arrays = (self.left_image, self.right_image, self.global_image, self.joint,
+                  self.action, self.reward)
+        return sum(int(a.nbytes) for a in arrays) + len(self) * 9  # terminals, episode end
+
     def terminals(self) -> np.ndarray:
         flags = np.zeros(len(self), dtype=bool)
         flags[-1] = self.terminal
@@ -85,6 +94,11 @@ class Episode:
                 raise DatasetWriteError(
                     f"{name}: /{key} has {array.shape[0]} steps, /{ACTION_KEY} has {length}"
                 )
+        for key, array in ((JOINT_KEY, self.joint), (ACTION_KEY, self.action)):
+            if array.ndim != 2 or array.shape[1] == 0:
+                raise DatasetWriteError(
+                    f"{name}: /{key} must be (T,D) with D >= 1, got {array.shape}"
+                )
         for camera in IMAGE_KEYS:
             image = getattr(self, f"{camera}_image")
             if image.dtype != np.uint8 or image.ndim != 4 or image.shape[-1] != 3:
@@ -96,6 +110,10 @@ class Episode:
                            (REWARD_KEY, self.reward)):
             if not np.all(np.isfinite(array)):
                 raise DatasetWriteError(f"{name}: /{key} contains NaN or inf")
+
+
+RESERVE_SLACK_BYTES = 1 << 20  # room for HDF5 metadata beyond the data: indexes, headers
+NOT_HDF5 = "cannot append, not a readable HDF5 file"
 
 
 def write_episodes(
@@ -111,37 +129,128 @@ def write_episodes(
     """Write ``episodes`` to ``path`` atomically; return the number of episodes written.
 
     The file is built in a temporary file beside ``path`` and renamed over it only when
-    complete, so a crash never leaves a half-written dataset. With ``append`` the existing
-    file is copied first and extended; its joint names and image size must match.
+    complete, so a failure (a bad episode, a full disk) never leaves a half-written dataset
+    and leaves an existing ``path`` as it was. With ``append`` the existing file is copied
+    first and extended; its joint names and image size must match. A new file gets the
+    permissions the umask gives; a replaced or extended one keeps its own.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    appending = append and path.exists()
+    with _replacing(path) as tmp:
+        if appending:
+            _copy(path, tmp)
+        try:
+            with _open(tmp, path, appending) as h5:
+                space = _DiskSpace(h5, path)
+                if appending:
+                    _check_append_compatible(h5, path, joint_names, rate_hz)
+                else:
+                    _init_attrs(h5, joint_names, rate_hz)
+                count = _add_episodes(h5, path, episodes, space, compression)
+                if count == 0 and not appending:
+                    raise DatasetWriteError(f"{path}: no episodes to write")
+                space.reserve(2 * len(json.dumps(source)))
+                _record_source(h5, source)
+                size = space.used()
+        except OSError as error:  # an I/O error inside HDF5: the disk itself failed
+            raise DatasetWriteError(f"{path}: writing failed ({error})") from None
+        os.truncate(tmp, size)  # give back the space reserved but not used
+    return count
+
+
+def _add_episodes(h5: h5py.File, path: Path, episodes: Iterable[Episode], space: _DiskSpace,
+                  compression: str | None) -> int:
+    """Validate and append each episode, its disk space reserved first; return how many."""
+    count = 0
+    for episode in episodes:
+        episode.validate(f"{path} episode {_num_episodes(h5)}")
+        space.reserve(episode.nbytes)
+        _append_episode(h5, episode, compression)
+        count += 1
+    return count
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A new temporary file beside ``path``, renamed over ``path`` when the block succeeds
+    and removed when it fails. It has the permissions of the file it replaces, or for a new
+    file those a normal file creation gives (0666 less the umask)."""
+    if path.is_dir():
+        raise DatasetWriteError(f"{path}: is a folder, expected an .hdf5 file name")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
-        if append and path.exists():
-            shutil.copyfile(path, tmp)
-            mode = "a"
-        else:
-            mode = "w"
-        with h5py.File(tmp, mode) as h5:
-            if mode == "w":
-                _init_attrs(h5, joint_names, rate_hz)
-            else:
-                _check_append_compatible(h5, path, joint_names, rate_hz)
-            count = 0
-            for episode in episodes:
-                episode.validate(f"{path} episode {_num_episodes(h5)}")
-                _append_episode(h5, episode, compression)
-                count += 1
-            if count == 0 and mode == "w":
-                raise DatasetWriteError(f"{path}: no episodes to write")
-            _record_source(h5, source)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as error:
+        raise DatasetWriteError(
+            f"{path}: cannot create a file in {path.parent} ({_folder_problem(path, error)})"
+        ) from None
+    try:
+        if path.exists():
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+        yield tmp
         os.replace(tmp, path)
-        return count
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _folder_problem(path: Path, error: OSError) -> str:
+    """Why no file can be created beside ``path``: a file where a folder must be, or the
+    system's reason."""
+    for folder in path.parents:
+        if folder.exists():
+            return error.strerror if folder.is_dir() else f"{folder} is a file, not a folder"
+    return error.strerror
+
+
+def _copy(path: Path, tmp: Path) -> None:
+    """Copy the file to append to into the temporary file."""
+    try:
+        shutil.copyfile(path, tmp)
+    except OSError as error:
+        raise DatasetWriteError(
+            f"{path}: cannot copy it to append to ({error.strerror}); the file is unchanged"
+        ) from None
+
+
+def _open(tmp: Path, path: Path, appending: bool) -> h5py.File:
+    """The temporary file opened by h5py: the copy to extend, or a new file."""
+    try:
+        return h5py.File(tmp, "a" if appending else "w")
+    except OSError as error:
+        if appending:
+            raise DatasetWriteError(f"{path}: {NOT_HDF5} ({error})") from None
+        raise DatasetWriteError(f"{path}: cannot create the HDF5 file ({error})") from None
+
+
+class _DiskSpace:
+    """Disk space allocated ahead of HDF5's writes, so that a full disk fails here, cleanly.
+
+    HDF5 cannot recover from a failed write: the file can then be neither flushed nor
+    closed, and the process crashes when it exits (h5py issue 914). So the space each
+    episode needs is allocated first (``posix_fallocate``) and HDF5 only writes into space
+    the file already owns; ``used`` is what the file needs in the end.
+    """
+
+    def __init__(self, h5: h5py.File, path: Path) -> None:
+        self.h5 = h5
+        self.path = path
+
+    def reserve(self, nbytes: int) -> None:
+        """Allocate room for ``nbytes`` more data, and for HDF5's metadata about them."""
+        length = nbytes + nbytes // 10 + RESERVE_SLACK_BYTES
+        try:
+            os.posix_fallocate(self.h5.id.get_vfd_handle(), self.used(), length)
+        except OSError as error:
+            raise DatasetWriteError(
+                f"{self.path}: no room for {length / 2**20:.1f} MiB more in "
+                f"{self.path.parent} ({error.strerror}); nothing was written"
+            ) from None
+
+    def used(self) -> int:
+        """Bytes the file needs once everything written so far is on disk."""
+        self.h5.flush()
+        return int(self.h5.id.get_filesize())
 
 
 def _init_attrs(h5: h5py.File, joint_names: Sequence[str], rate_hz: float) -> None:
@@ -151,10 +260,31 @@ def _init_attrs(h5: h5py.File, joint_names: Sequence[str], rate_hz: float) -> No
     h5.attrs["created_by"] = f"lapo_ros {lapo_ros.__version__}"
 
 
+def existing_joint_names(path: str | os.PathLike) -> list[str]:
+    """The joint names of the dataset to append to at ``path`` ([] when there is none)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        with h5py.File(path, "r") as h5:
+            return _joint_names(h5, path)
+    except OSError as error:
+        raise DatasetWriteError(f"{path}: {NOT_HDF5} ({error})") from None
+
+
+def _joint_names(h5: h5py.File, path: Path) -> list[str]:
+    try:
+        return list(json.loads(h5.attrs.get("joint_names", "[]")))
+    except (TypeError, ValueError):
+        raise DatasetWriteError(
+            f"{path}: cannot append, its joint_names attribute is not a JSON list"
+        ) from None
+
+
 def _check_append_compatible(
     h5: h5py.File, path: Path, joint_names: Sequence[str], rate_hz: float
 ) -> None:
-    existing = json.loads(h5.attrs.get("joint_names", "[]"))
+    existing = _joint_names(h5, path)
     if existing != list(joint_names):
         raise DatasetWriteError(
             f"{path}: cannot append, joint_names differ (file {existing}, new {list(joint_names)})"
