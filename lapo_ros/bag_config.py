@@ -19,6 +19,7 @@ import yaml
 from rosbags.typesys import Stores
 
 from lapo_ros.image_preprocessing import CAMERA_ORDER
+from lapo_ros.joint_matching import JointNameError, check_unique
 
 REWARD_SOURCES = ("labels", "topic", "none")
 STAMP_SOURCES = ("header", "receive")
@@ -106,14 +107,15 @@ class BagConversionConfig:
              "must be null, gzip or lzf"),
             (f"ros2_{self.ros_distro}" in {s.value for s in Stores}, "ros_distro",
              "must name a ROS 2 distro known to rosbags (humble, jazzy, kilted, ...)"),
-            *((len(set(names)) == len(names), key, "has duplicates") for key, names in (
-                ("joint_names", self.joint_names),
-                ("action_joint_names", self.action_joint_names),
-                ("command_joint_names", self.command_joint_names))),
         ]
         for ok, key, problem in checks:
             if not ok:
                 raise ConfigError(f"{origin}: {key} {problem}")
+        for key in ("joint_names", "action_joint_names", "command_joint_names"):
+            try:
+                check_unique(getattr(self, key), f"{origin}: {key}")
+            except JointNameError as error:
+                raise ConfigError(str(error)) from None
         for camera, topic in self.topics.cameras().items():
             if not topic:
                 raise ConfigError(f"{origin}: topics.{camera} is empty")

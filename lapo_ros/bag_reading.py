@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from rosbags.rosbag2 import Reader
+from rosbags.rosbag2.reader import DirectoryReader
 
 from lapo_ros.bag_config import BagConversionConfig
 from lapo_ros.image_preprocessing import (
@@ -30,6 +31,7 @@ from lapo_ros.image_preprocessing import (
     image_msg_to_rgb,
     resize_rgb,
 )
+from lapo_ros.joint_matching import JointNameError, joint_index
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
@@ -89,9 +91,22 @@ def open_bag(path: str | os.PathLike) -> Iterator[Reader]:
         reader.close()
 
 
-def _messages(reader: Reader, bag: Path, connections: Sequence) -> Iterator[tuple]:
-    """reader.messages with storage errors (truncated, corrupt) named by bag."""
-    iterator = reader.messages(connections=connections)
+def _storage_connections(reader: Reader, topics: Collection[str]) -> list:
+    """The connections of ``topics`` as the storage files record them.
+
+    A bag folder's reader lists metadata.yaml's connections and yields only the messages
+    whose storage connection equals one of those, QoS profiles included; a bag whose
+    metadata.yaml QoS differs from its storage file's (rosbag2 writes such bags) would read
+    as empty. The storage files' own connections always match their messages."""
+    storage = reader.storage
+    files = storage.storages if isinstance(storage, DirectoryReader) else [storage]
+    return [c for file in files for c in file.connections if c.topic in topics]
+
+
+def _messages(reader: Reader, bag: Path, topics: Collection[str]) -> Iterator[tuple]:
+    """(connection, receive time, raw) of every message on ``topics``, with storage errors
+    (truncated, corrupt) named by bag."""
+    iterator = reader.messages(connections=_storage_connections(reader, topics))
     while True:
         try:
             item = next(iterator)
@@ -184,6 +199,17 @@ class _Collector:
                       np.asarray(self.receive, dtype=np.int64), values)
 
 
+def _deserialize(typestore, raw: bytes, msgtype: str, where: str):
+    """The ``msgtype`` message in ``raw`` (CDR); a payload that is not one (a recorder bug,
+    a wrong type in the bag) becomes a BagReadError naming ``where`` (bag and topic)."""
+    try:
+        return typestore.deserialize_cdr(raw, msgtype)
+    except Exception as error:  # SerdeError, and whatever a malformed length leads to
+        raise BagReadError(
+            f"{where}: cannot deserialize {msgtype} ({type(error).__name__}: {error})"
+        ) from None
+
+
 def message_stamp(msg, receive_ns: int, use_header: bool) -> int:
     """Header stamp in ns, or the receive time when the stamp is zero, absent or not used."""
     header = getattr(msg, "header", None)
@@ -195,29 +221,28 @@ def message_stamp(msg, receive_ns: int, use_header: bool) -> int:
 
 
 class _NameMatcher:
-    """Reorders by-name joint values into a fixed joint order, caching per name list."""
+    """Reorders by-name joint values into a fixed joint order (``joint_matching``), caching
+    the index per name list."""
 
     def __init__(self, joint_names: Sequence[str], where: str) -> None:
         self.joint_names = list(joint_names)
         self.where = where
         self._cache: dict[tuple[str, ...], np.ndarray] = {}
 
-    def __call__(self, names: Sequence[str], values: np.ndarray) -> np.ndarray:
+    def __call__(self, names: Sequence[str], values: Sequence[float], field: str) -> np.ndarray:
+        """``values`` (the message's ``field``, one per name) in the fixed joint order."""
         key = tuple(names)
+        if len(values) != len(key):
+            raise BagReadError(
+                f"{self.where}: {len(key)} joint names but {len(values)} {field} values"
+            )
         index = self._cache.get(key)
         if index is None:
-            positions = {name: i for i, name in enumerate(key)}
-            missing = [n for n in self.joint_names if n not in positions]
-            if missing:
-                raise BagReadError(
-                    f"{self.where}: message lacks joint(s) {missing}; it has {list(key)}"
-                )
-            index = np.array([positions[n] for n in self.joint_names], dtype=np.int64)
+            try:
+                index = joint_index(key, self.joint_names, self.where)
+            except JointNameError as error:
+                raise BagReadError(str(error)) from None
             self._cache[key] = index
-        if len(values) < len(key):
-            raise BagReadError(
-                f"{self.where}: {len(key)} joint names but {len(values)} values"
-            )
         return np.asarray(values, dtype=np.float64)[index]
 
 
@@ -230,12 +255,12 @@ def _command_values(msg, msgtype: str, matcher: _NameMatcher,
                 f"{len(array_names)} (command_joint_names, else action_joint_names, else "
                 "joint_names)"
             )
-        return matcher(array_names, msg.data)
+        return matcher(array_names, msg.data, "data")
     if msgtype == "sensor_msgs/msg/JointState":
-        return matcher(msg.name, msg.position)
+        return matcher(msg.name, msg.position, "position")
     if not msg.points:
         raise BagReadError(f"{matcher.where}: JointTrajectory without points")
-    return matcher(msg.joint_names, msg.points[0].positions)
+    return matcher(msg.joint_names, msg.points[0].positions, "positions")
 
 
 def _check_topic(bag: Path, topics: dict, topic: str, role: str, types: Sequence[str]) -> str:
@@ -260,9 +285,12 @@ def first_joint_names(path: str | os.PathLike, topic: str, typestore) -> list[st
     with open_bag(path) as reader:
         bag = Path(path)
         _check_topic(bag, reader.topics, topic, "joint_states", [JOINT_STATE_TYPE])
-        connections = [c for c in reader.connections if c.topic == topic]
-        for connection, _, raw in _messages(reader, bag, connections):
-            return list(typestore.deserialize_cdr(raw, connection.msgtype).name)
+        for connection, _, raw in _messages(reader, bag, [topic]):
+            names = list(_deserialize(typestore, raw, connection.msgtype, f"{bag}: {topic}").name)
+            if not names:
+                raise BagReadError(f"{bag}: {topic}: the first message names no joints; "
+                                   "set joint_names in the config")
+            return names
     raise BagReadError(f"{path}: joint_states topic {topic} has no messages")
 
 
@@ -323,26 +351,19 @@ def scan_bag(
         action_names = config.action_joint_names or list(joint_names)
         commands = _NameMatcher(action_names, f"{bag}: {config.topics.command}")
         array_names = config.command_joint_names or action_names
-        connections = [c for c in reader.connections if c.topic in collectors]
         count = 0
         for count, (connection, receive_ns, raw) in enumerate(
-            _messages(reader, bag, connections), start=1
+            _messages(reader, bag, collectors), start=1
         ):
             topic, msgtype = connection.topic, connection.msgtype
             collector = collectors[topic]
             if msgtype != collector.msgtype:
                 raise BagReadError(f"{bag}: topic {topic} mixes types {msgtype}, "
                                    f"{collector.msgtype}")
-            try:
-                msg = typestore.deserialize_cdr(raw, msgtype)
-            except Exception as error:
-                raise BagReadError(
-                    f"{bag}: {topic}: cannot deserialize {msgtype} "
-                    f"({type(error).__name__}: {error})"
-                ) from None
+            msg = _deserialize(typestore, raw, msgtype, f"{bag}: {topic}")
             role = roles[topic]
             if role == "joint_states":
-                collector.values.append(joints(msg.name, msg.position))
+                collector.values.append(joints(msg.name, msg.position, "position"))
             elif role == "command":
                 collector.values.append(_command_values(msg, msgtype, commands, array_names))
             elif role == "reward":
@@ -462,15 +483,14 @@ def _second_pass(
     in_flight: deque[Future] = deque()
     count = 0
     with open_bag(bag) as reader:
-        connections = [c for c in reader.connections if c.topic in wanted]
         try:
             for count, (connection, receive_ns, raw) in enumerate(
-                _messages(reader, bag, connections), start=1
+                _messages(reader, bag, wanted), start=1
             ):
                 if progress is not None and count % 64 == 0:
                     progress(64)
                 topic = connection.topic
-                msg = typestore.deserialize_cdr(raw, connection.msgtype)
+                msg = _deserialize(typestore, raw, connection.msgtype, f"{bag}: {topic}")
                 key = (int(receive_ns), message_stamp(msg, receive_ns, use_header))
                 targets = wanted[topic].pop(key, None)
                 if targets is None:

@@ -12,7 +12,6 @@ failure on any bag leaves no output file (and an appended-to file untouched).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -20,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 from tqdm import tqdm
 
@@ -41,7 +39,12 @@ from lapo_ros.bag_reading import (
     scan_bag,
 )
 from lapo_ros.bag_writing import typestore_for
-from lapo_ros.hdf5_layout import DatasetWriteError, Episode, write_episodes
+from lapo_ros.hdf5_layout import (
+    DatasetWriteError,
+    Episode,
+    existing_joint_names,
+    write_episodes,
+)
 from lapo_ros.time_alignment import Alignment, AlignmentError, align_streams
 
 
@@ -273,17 +276,6 @@ def summary_table(reports: Sequence[BagReport], topics: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _file_joint_names(path: Path) -> list[str]:
-    """Joint names of an existing dataset (empty when there is none), to append in its order."""
-    if not path.exists():
-        return []
-    try:
-        with h5py.File(path, "r") as h5:
-            return list(json.loads(h5.attrs.get("joint_names", "[]")))
-    except (OSError, ValueError) as error:
-        raise DatasetWriteError(f"{path}: cannot read the file to append to ({error})") from None
-
-
 def convert_bags(
     bags: Sequence[Path],
     output: Path,
@@ -293,13 +285,13 @@ def convert_bags(
     show_progress: bool = False,
 ) -> list[BagReport]:
     """Convert ``bags`` into ``output`` (atomically); return one report per bag."""
+    config.validate()
     labels = None
     if config.reward.source == "labels":
         labels = load_labels(config.reward.labels_file)
     totals = [check_bag(bag, config) for bag in bags]  # fail fast on missing topics
-    joint_names = config.joint_names
-    if not joint_names and append:
-        joint_names = _file_joint_names(output)
+    file_joint_names = existing_joint_names(output) if append else []  # fail fast
+    joint_names = config.joint_names or file_joint_names
     if not joint_names:
         joint_names = first_joint_names(bags[0], config.topics.joint_states,
                                         typestore_for(config.ros_distro))

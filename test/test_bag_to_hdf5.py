@@ -39,6 +39,11 @@ from lapo_ros.hdf5_layout import IMAGE_KEYS
 from lapo_ros.image_preprocessing import CAMERA_ORDER, resize_rgb
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+RELIABLE_QOS = yaml.safe_dump([{
+    "history": 1, "depth": 10, "reliability": 1, "durability": 2,
+    "deadline": {"sec": 0, "nsec": 0}, "lifespan": {"sec": 0, "nsec": 0}, "liveliness": 1,
+    "liveliness_lease_duration": {"sec": 0, "nsec": 0}, "avoid_ros_namespace_conventions": False,
+}])  # as rosbag2 writes offered_qos_profiles into metadata.yaml
 SIZE = ("--image-size", "16", "24")
 START = SampleBagSpec().start_ns
 TYPESTORE = typestore_for("humble")
@@ -612,16 +617,166 @@ def test_frame_cache_gives_up_beyond_its_budget():
         assert not FrameCache(pool, 0, (16, 16), 2).active
 
 
-def write_minimal_bag(path, joint_values, command_values):
-    """Three 4x4 cameras, one joint state and one Float64MultiArray per 100 ms step."""
+def write_minimal_bag(path, joint_values, command_values, names=("a", "b")):
+    """Three 4x4 cameras, one joint state and one Float64MultiArray per 100 ms step. The
+    joint states are written as given, even with repeated names or a wrong position count."""
     with EpisodeBagWriter(path) as writer:
         for k, (joint, command) in enumerate(zip(joint_values, command_values, strict=True)):
             stamp = START + k * 100_000_000
             for camera in CAMERA_ORDER:
                 writer.write_image(camera, stamp, np.full((4, 4, 3), k, np.uint8))
-            writer.write_joint_state(stamp, ["a", "b"], joint)
+            time = writer.message("builtin_interfaces/msg/Time", sec=stamp // 10**9,
+                                  nanosec=stamp % 10**9)
+            state = writer.message(
+                "sensor_msgs/msg/JointState", header=writer.message(
+                    "std_msgs/msg/Header", stamp=time, frame_id=""),
+                name=list(names), position=np.asarray(joint, np.float64),
+                velocity=np.zeros(0), effort=np.zeros(0))
+            writer.write_message("/joint_states", "sensor_msgs/msg/JointState", state, stamp)
             writer.write_command(stamp, command)
     return path
+
+
+def copy_bag(source, target, payload):
+    """Copy a bag through rosbags, each message's bytes replaced by payload(topic, raw)."""
+    with Reader(source) as reader, Writer(target, version=8) as writer:
+        connections = {}
+        for connection, stamp, raw in reader.messages():
+            if connection.topic not in connections:
+                connections[connection.topic] = writer.add_connection(
+                    connection.topic, connection.msgtype, typestore=TYPESTORE
+                )
+            writer.write(connections[connection.topic], stamp, payload(connection.topic, raw))
+    return target
+
+
+@pytest.mark.parametrize("configured", [False, True])
+def test_repeated_joint_names_in_joint_states(tmp_path, capsys, configured):
+    names = ["j0", "j1", "j2", "j3", "j0"]  # which j0 is meant? by position it was the last
+    bag = write_minimal_bag(tmp_path / "ep", [[0, 1, 2, 3, 4]] * 3, [[0] * 4] * 3, names)
+    config = {"joint_names": names[:4]} if configured else None
+    assert_fails(tmp_path, capsys, [bag], f"{bag}: /joint_states: joint name(s) ['j0'] occur "
+                 "more than once", config=config)
+
+
+def test_repeated_joint_names_in_the_config(tmp_path, capsys):
+    bag = write_minimal_bag(tmp_path / "ep", [[0, 1]] * 3, [[0, 1]] * 3)
+    assert_fails(tmp_path, capsys, [bag], "config.yaml: joint_names: joint name(s) ['a'] occur "
+                 "more than once", config={"joint_names": ["a", "b", "a"]})
+    with pytest.raises(ConfigError, match=r"action_joint_names: joint name\(s\) \['b'\]"):
+        convert_bags([bag], tmp_path / "out.hdf5", BagConversionConfig(
+            action_joint_names=["b", "b"], reward=RewardConfig(source="none")))
+
+
+def test_more_positions_than_joint_names(tmp_path, capsys):
+    names = [f"j{i}" for i in range(16)]
+    bag = write_minimal_bag(tmp_path / "ep", [np.arange(20.0)] * 3, [np.arange(16.0)] * 3, names)
+    assert_fails(tmp_path, capsys, [bag],
+                 f"{bag}: /joint_states: 16 joint names but 20 position values")
+
+
+@pytest.mark.parametrize("configured", [False, True])
+def test_joint_states_whose_payload_is_not_a_joint_state(tmp_path, capsys, configured):
+    good = write_minimal_bag(tmp_path / "good", [[0, 1]] * 3, [[0, 1]] * 3)
+    text = TYPESTORE.serialize_cdr(TYPESTORE.types["std_msgs/msg/String"](data="hi"),
+                                   "std_msgs/msg/String")
+    bag = copy_bag(good, tmp_path / "ep",
+                   lambda topic, raw: text if topic == "/joint_states" else raw)
+    config = {"joint_names": ["a", "b"]} if configured else None  # scan / first message
+    assert_fails(tmp_path, capsys, [bag],
+                 f"{bag}: /joint_states: cannot deserialize sensor_msgs/msg/JointState",
+                 config=config)
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_metadata_qos_that_differs_from_the_storage_file(tmp_path, storage):
+    spec = SampleBagSpec(duration_s=0.5)
+    bag = write_sample_bag(tmp_path / "ep", spec, storage=storage)
+    metadata = yaml.safe_load((bag / "metadata.yaml").read_text())
+    for topic in metadata["rosbag2_bagfile_information"]["topics_with_message_count"]:
+        topic["topic_metadata"]["offered_qos_profiles"] = RELIABLE_QOS  # storage: none
+    (bag / "metadata.yaml").write_text(yaml.safe_dump(metadata, sort_keys=False))
+    with Reader(bag) as reader:  # rosbags matches metadata.yaml connections by QoS too
+        joint_states = [c for c in reader.connections if c.topic == "/joint_states"]
+        assert joint_states[0].msgcount == 26
+        assert not list(reader.messages(connections=joint_states))
+    rc, out = run(tmp_path, [bag])
+    assert rc == 0
+    with h5py.File(out) as h5:
+        check_sample_content(h5, 0, 6, np.arange(6) / 10, spec, spec.command_lead_s)
+
+
+# ---------------------------------------------------------------------- the output file
+
+
+def test_output_folder_that_is_a_file(tmp_path, capsys):
+    bag = write_minimal_bag(tmp_path / "ep", [[0, 1]] * 3, [[0, 1]] * 3)
+    (tmp_path / "data").write_text("a file, not a folder")
+    rc, _ = run(tmp_path, [bag], output="data/out.hdf5")
+    err = capsys.readouterr().err
+    assert rc == 1 and f"{tmp_path / 'data'} is a file, not a folder" in err, err
+    assert "Traceback" not in err
+    folder = tmp_path / "folder.hdf5"
+    folder.mkdir()
+    rc, _ = run(tmp_path, [bag], "--overwrite", output="folder.hdf5")
+    err = capsys.readouterr().err
+    assert rc == 1 and f"{folder}: is a folder" in err, err
+
+
+@pytest.mark.parametrize("configured", [False, True])
+def test_append_to_a_file_that_is_not_hdf5(tmp_path, capsys, configured):
+    bag = write_minimal_bag(tmp_path / "ep", [[0, 1]] * 3, [[0, 1]] * 3)
+    out = tmp_path / "out.hdf5"
+    out.write_text("not an HDF5 file")
+    config = {"joint_names": ["a", "b"]} if configured else None
+    rc, _ = run(tmp_path, [bag], "--append", config=config)
+    err = capsys.readouterr().err
+    assert rc == 1 and f"{out}: cannot append, not a readable HDF5 file" in err, err
+    assert out.read_text() == "not an HDF5 file"
+    assert not list(tmp_path.glob(".out.hdf5*"))
+
+
+FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # no file may grow past limit
+from lapo_ros.bag_to_hdf5 import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("mode", ["new", "--overwrite", "--append"])
+def test_full_disk_is_a_clean_error_that_leaves_the_output_as_it_was(tmp_path, mode):
+    """A file size limit makes writes fail as a full disk does (EFBIG instead of ENOSPC).
+    2.5 MB per bag at 160x160: the first bag fits under the limit, the second does not."""
+    bags = [write_sample_bag(tmp_path / f"ep{i}", SampleBagSpec(duration_s=1.0, seed=i))
+            for i in range(2)]
+    (tmp_path / "labels.yaml").write_text("ep0: true\nep1: false\n")
+    out = tmp_path / "out.hdf5"
+    common = ["-o", str(out), "--labels", str(tmp_path / "labels.yaml"), "--no-progress",
+              "--image-size", "160", "160"]
+    limit = 4_500_000
+    if mode != "new":
+        assert main([str(bags[0]), *common]) == 0
+        out.chmod(0o640)
+        if mode == "--append":
+            limit += out.stat().st_size  # the copy to append to fits
+    before = out.read_bytes() if out.exists() else None
+    extra = [] if mode == "new" else [mode]
+    completed = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(limit), *map(str, bags), *common, *extra],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert completed.returncode == 1, completed.stderr[-3000:]  # not 139 or -11: a segfault
+    assert "Traceback" not in completed.stderr, completed.stderr[-3000:]
+    assert f"bag_to_hdf5: error: {out}: no room for" in completed.stderr
+    assert "File too large" in completed.stderr
+    if before is None:
+        assert not out.exists()
+    else:
+        assert out.read_bytes() == before and out.stat().st_mode & 0o777 == 0o640
+    assert not list(tmp_path.glob(".out.hdf5*")), "temporary file left behind"
 
 
 def test_nan_joint_position(tmp_path, capsys):
