@@ -48,10 +48,18 @@ class TopicConfig:
 class RewardConfig:
     """Where rewards and terminals come from.
 
-    ``labels``: ``success_reward`` (or ``failure_reward``) at the final step of each bag, from
-    the labels file; terminal on success (and on failure when ``terminal_on_failure``).
+    ``labels``: from the labels file. A successful bag ends in a terminal state with
+    ``success_reward`` on its last step. A failed bag gets ``failure_reward`` on its final
+    transition: with ``terminal_on_failure`` its last step, terminal (the failure is final,
+    nothing is bootstrapped after it); without, the step before the last, and the agent
+    bootstraps from the value of the last state (the operator stopped a task that could
+    have gone on).
     ``topic``: a std_msgs Float32/Float64 topic, each message added to the nearest kept step;
     the final step is terminal when ``topic_terminal``. ``none``: zero rewards, no terminals.
+
+    The last step of an episode that is not terminal has no next state, so it is no
+    transition: a reward that falls on it is moved onto the step before it (which is why a
+    failed bag's reward lands there without ``terminal_on_failure``).
     """
 
     source: str = "labels"

@@ -137,7 +137,8 @@ class BagConverter:
             episodes.append(Episode(
                 **{f"{cam}_image": frames[cam][offset:offset + length] for cam in frames},
                 joint=joint.astype(np.float32), action=action.astype(np.float32),
-                reward=rewards[offset:offset + length], terminal=terminal,
+                reward=_on_last_transition(rewards[offset:offset + length], terminal),
+                terminal=terminal,
             ))
             report.segments.append({"steps": length, "start_ns": int(alignment.grid_ns[a]),
                                     "end_ns": int(alignment.grid_ns[end - 1]),
@@ -186,7 +187,8 @@ class BagConverter:
         return alignment
 
     def _rewards(self, scan: BagScan, grid_ns: np.ndarray, success: bool | None) -> np.ndarray:
-        """Reward of every kept step of the bag (all episodes, concatenated)."""
+        """Reward of every kept step of the bag (all episodes, concatenated), before
+        ``_on_last_transition``."""
         reward = np.zeros(grid_ns.size, dtype=np.float32)
         settings = self.config.reward
         if settings.source == "labels":
@@ -204,6 +206,18 @@ class BagConverter:
         if settings.source == "labels":
             return bool(success or settings.terminal_on_failure)
         return settings.source == "topic" and settings.topic_terminal
+
+
+def _on_last_transition(reward: np.ndarray, terminal: bool) -> np.ndarray:
+    """An episode's rewards with the last step's reward moved onto the step before it when
+    the episode is not terminal: that last step has no next state, so it is no transition
+    and a reward on it would never reach the agent."""
+    if terminal or reward.size < 2:
+        return reward
+    moved = reward.copy()
+    moved[-2] += moved[-1]
+    moved[-1] = 0.0
+    return moved
 
 
 def _take(indices: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:

@@ -479,6 +479,13 @@ class _FileReader:
                 f"{self.where}: {short.size} episode(s) of one non-terminal step give no "
                 f"transition (first: episode {int(short[0])})"
             )
+        unseen = np.flatnonzero(~terminal & (reward.reshape(-1)[ends - 1] != 0))
+        if unseen.size:
+            self.report.warnings.append(
+                f"{self.where}: {unseen.size} non-terminal episode(s) end with a reward on "
+                "their last step, which has no next state: the agent never sees it (first: "
+                f"episode {int(unseen[0])})"
+            )
         self.report.source = EpisodeSource(
             name=self.where,
             layout=self.report.layout,

@@ -35,6 +35,7 @@ from lapo_ros.bag_writing import (
     typestore_for,
     write_sample_bag,
 )
+from lapo_ros.hdf5_episodes import read_file
 from lapo_ros.hdf5_layout import IMAGE_KEYS
 from lapo_ros.image_preprocessing import CAMERA_ORDER, resize_rgb
 
@@ -270,8 +271,27 @@ def test_reward_after_the_last_complete_grid_point_is_kept(tmp_path):
     assert rc == 0
     with h5py.File(out) as h5:
         rewards = h5["rewards"][:]
-        assert rewards[3] == 0.5 and rewards[-1] == 1.0 and rewards.sum() == 1.5
+        # the last step is no transition (not terminal, no next state): its reward moves back
+        assert rewards[3] == 0.5 and rewards[-2] == 1.0 and rewards.sum() == 1.5
         assert not h5["terminals"][:].any()
+
+
+@pytest.mark.parametrize("terminal_on_failure", [False, True])
+def test_failure_reward_lands_on_the_final_transition(tmp_path, terminal_on_failure):
+    bags = [write_sample_bag(tmp_path / f"ep{i}", SampleBagSpec(duration_s=0.5)) for i in range(2)]
+    config = {"reward": {"failure_reward": -1.0, "terminal_on_failure": terminal_on_failure}}
+    rc, out = run(tmp_path, bags, labels={"ep0": True, "ep1": False}, config=config)
+    assert rc == 0
+    with h5py.File(out) as h5:
+        assert h5["episode_ends"][:].tolist() == [6, 12]
+        rewards, terminals = h5["rewards"][:], h5["terminals"][:]
+    assert rewards[5] == 1.0 and terminals[5]
+    failed = rewards[6:12].tolist()
+    if terminal_on_failure:  # the last step is a transition of its own, to nothing
+        assert failed == [0.0] * 5 + [-1.0] and terminals[11]
+    else:  # the last step has no next state: the step before it is the final transition
+        assert failed == [0.0] * 4 + [-1.0, 0.0] and not terminals[11]
+    assert read_file(out).warnings == []  # no reward where the agent cannot see it
 
 
 def test_failure_label_and_several_bags(tmp_path, capsys):

@@ -44,6 +44,10 @@ def test_canonical_layout_reads_episodes_and_attributes(canonical):
     assert source.joint_names == JOINT_NAMES and source.rate_hz == 15.0
     assert {s.access for s in source.images.values()} == {"memmap"}
     assert any(line.startswith("/episode_ends (3,) int64") for line in report.structure)
+    # episode 1 is not terminal: the reward on its last step (a frame code, -1) is never seen
+    assert report.warnings == [f"{canonical}: 1 non-terminal episode(s) end with a reward on "
+                               "their last step, which has no next state: the agent never "
+                               "sees it (first: episode 1)"]
 
 
 def test_frame_offsets_match_h5py_for_chunked_and_contiguous(tmp_path):
