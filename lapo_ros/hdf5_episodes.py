@@ -39,6 +39,9 @@ from lapo_ros.image_preprocessing import CAMERA_ORDER
 
 HDF5_SUFFIXES = (".hdf5", ".h5", ".hdf")
 TIMEOUT_KEY = "timeouts"
+# What h5py raises for a damaged file: a corrupt object header, a dangling link, a chunk
+# that cannot be read
+H5_ERRORS = (OSError, RuntimeError, KeyError)
 
 
 class DatasetReadError(ValueError):
@@ -249,19 +252,26 @@ class _FileReader:
     def error(self, message: str) -> None:
         self.report.errors.append(f"{self.where}: {message}")
 
+    def has(self, key: str) -> bool:
+        """Whether the file names ``key`` (a link, even one that leads nowhere)."""
+        try:
+            return key in self.h5
+        except H5_ERRORS:  # a damaged group on the way: reported when the key is read
+            return True
+
     def read(self) -> None:
-        h5 = self.h5
-        if self.aloha.joint_key in h5 and self.aloha.action_key in h5:
+        if self.has(self.aloha.joint_key) and self.has(self.aloha.action_key):
             self.report.layout = "aloha"
             self._read_aloha()
-        elif JOINT_KEY in h5 or ACTION_KEY in h5 or IMAGE_KEYS["left"] in h5:
-            self.report.layout = "canonical" if EPISODE_ENDS_KEY in h5 else "seed"
+        elif self.has(JOINT_KEY) or self.has(ACTION_KEY) or self.has(IMAGE_KEYS["left"]):
+            self.report.layout = "canonical" if self.has(EPISODE_ENDS_KEY) else "seed"
             self._read_single_file()
         else:
             self.error(
                 f"not a known episode layout: expected /{JOINT_KEY} and /{ACTION_KEY} "
                 f"(canonical or seed layout) or /{self.aloha.joint_key} and "
-                f"/{self.aloha.action_key} (ALOHA layout); top-level keys: {sorted(h5.keys())}"
+                f"/{self.aloha.action_key} (ALOHA layout); top-level keys: "
+                f"{sorted(self.h5.keys())}"
             )
 
     # ---- layouts -------------------------------------------------------------------------
@@ -303,7 +313,7 @@ class _FileReader:
         images = {}
         for cam in CAMERA_ORDER:
             key = f"{layout.image_group}/{layout.cameras[cam]}"
-            if key not in self.h5 and layout.image_group in self.h5:
+            if not self.has(key) and self.has(layout.image_group):
                 present = sorted(self.h5[layout.image_group].keys())
                 self.error(
                     f"missing key /{key} for the {cam!r} camera (AlohaLayout.cameras maps "
@@ -312,7 +322,7 @@ class _FileReader:
                 images[cam] = None
             else:
                 images[cam] = self._image_stream(key)
-        reward = self._lowdim(layout.reward_key, 1) if layout.reward_key in self.h5 else None
+        reward = self._lowdim(layout.reward_key, 1) if self.has(layout.reward_key) else None
         if joint is None or action is None or any(s is None for s in images.values()):
             return
         fields = {layout.joint_key: joint, layout.action_key: action,
@@ -322,7 +332,9 @@ class _FileReader:
         length = self._common_length(fields)
         if length is None:
             return
-        success = bool(self.h5.attrs.get(layout.success_attr, layout.assume_success))
+        success = self._flag_attr(layout.success_attr, layout.assume_success)
+        if success is None:
+            return
         if reward is None:
             reward = np.zeros(length, dtype=np.float32)
             reward[-1] = layout.success_reward if success else 0.0
@@ -332,14 +344,39 @@ class _FileReader:
     # ---- pieces --------------------------------------------------------------------------
 
     def _dataset(self, key: str) -> h5py.Dataset | None:
-        if key not in self.h5:
+        if not self.has(key):
             self.error(f"missing key /{key}")
             return None
-        node = self.h5[key]
+        try:
+            node = self.h5[key]
+        except H5_ERRORS as error:
+            self.error(f"/{key} cannot be opened: {self._link_problem(key, error)}")
+            return None
         if not isinstance(node, h5py.Dataset):
             self.error(f"/{key} is a group, expected a dataset")
             return None
         return node
+
+    def _values(self, dataset: h5py.Dataset) -> np.ndarray | None:
+        """All of ``dataset`` in RAM, or None (and an error) when it cannot be read."""
+        try:
+            return dataset[()]
+        except H5_ERRORS as error:
+            self.error(f"{dataset.name} cannot be read ({_reason(error)})")
+            return None
+
+    def _link_problem(self, key: str, error: Exception) -> str:
+        """Why ``key`` cannot be opened: a link that leads nowhere, or the damage h5py met."""
+        try:
+            link = self.h5.get(key, getlink=True)
+        except H5_ERRORS:
+            link = None
+        if isinstance(link, h5py.ExternalLink):
+            return (f"it is an external link to {link.path} in {link.filename}, which cannot "
+                    f"be opened ({_reason(error)})")
+        if isinstance(link, h5py.SoftLink):
+            return f"it is a soft link to {link.path}, which does not exist"
+        return f"the file is damaged ({_reason(error)})"
 
     def _lowdim(self, key: str, ndim: int) -> np.ndarray | None:
         """A numeric (N,D) array (ndim 2) or (N,) array (ndim 1; (N,1) is accepted)."""
@@ -356,11 +393,14 @@ class _FileReader:
             wanted = "(N,)" if ndim == 1 else "(N,D)"
             self.error(f"/{key} has shape {dataset.shape}, expected {wanted}")
             return None
-        try:
-            values = dataset[()].reshape(shape)
-        except OSError as error:
-            self.error(f"/{key} cannot be read ({error})")
+        if ndim == 2 and shape[1] == 0:
+            self.error(f"/{key} has shape {dataset.shape}: no values per step, "
+                       "expected (N,D) with D >= 1")
             return None
+        values = self._values(dataset)
+        if values is None:
+            return None
+        values = values.reshape(shape)
         if values.dtype.kind == "f":
             bad = ~np.isfinite(values)
             if bad.any():
@@ -391,11 +431,15 @@ class _FileReader:
                     f"{available / 2**20:.0f} MiB are available: read it lazily instead"
                 )
                 return None
-            stream.array = dataset[()]
-        else:
+            stream.array = self._values(dataset)
+            return stream if stream.array is not None else None
+        try:
             stream.offsets = frame_offsets(dataset)
             if stream.offsets is not None and not _memmap_matches(dataset, stream.offsets):
                 stream.offsets = None
+        except H5_ERRORS as error:
+            self.error(f"/{key} cannot be read ({_reason(error)})")
+            return None
         return stream
 
     def _common_length(self, fields: dict) -> int | None:
@@ -429,7 +473,10 @@ class _FileReader:
                 f"got {dataset.shape} {dataset.dtype}"
             )
             return None
-        ends = dataset[()].astype(np.int64)
+        ends = self._values(dataset)
+        if ends is None:
+            return None
+        ends = ends.astype(np.int64)
         steps = np.diff(np.concatenate([[0], ends]))
         if np.any(steps <= 0):
             episode = int(np.flatnonzero(steps <= 0)[0])
@@ -450,7 +497,7 @@ class _FileReader:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Seed layout: an episode ends after each terminal (or timeout) step."""
         timeouts = np.zeros(length, dtype=bool)
-        if TIMEOUT_KEY in self.h5:
+        if self.has(TIMEOUT_KEY):
             values = self._lowdim(TIMEOUT_KEY, 1)
             if values is not None and values.shape[0] == length:
                 timeouts = self._flags(values, TIMEOUT_KEY)
@@ -501,24 +548,59 @@ class _FileReader:
         )
 
     def _attrs(self, joint_dim: int) -> tuple[list[str] | None, float | None]:
-        names = self.h5.attrs.get("joint_names")
-        if isinstance(names, bytes | str):
-            try:
-                names = json.loads(names)
-            except json.JSONDecodeError:
-                self.error("attribute joint_names is not a JSON list of strings")
-                names = None
-        elif names is not None:
-            names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        names = self._joint_names_attr()
         if names is not None and len(names) != joint_dim:
             self.error(f"attribute joint_names has {len(names)} names, joints have {joint_dim}")
             names = None
         rate = self.h5.attrs.get("rate_hz")
-        if rate is not None and not (np.isfinite(rate) and rate > 0):
+        if rate is not None and not _is_positive_number(rate):
             self.error(f"attribute rate_hz must be a positive number, got {rate!r}")
             rate = None
-        return (list(names) if names is not None else None,
-                float(rate) if rate is not None else None)
+        return names, float(rate) if rate is not None else None
+
+    def _joint_names_attr(self) -> list[str] | None:
+        """The joint_names attribute: a JSON list of strings (or an HDF5 string array)."""
+        names = self.h5.attrs.get("joint_names")
+        if names is None:
+            return None
+        if isinstance(names, bytes | str):
+            try:
+                names = json.loads(names)
+            except json.JSONDecodeError:
+                names = None
+        elif isinstance(names, np.ndarray) and names.ndim == 1:
+            names = [n.decode() if isinstance(n, bytes) else n for n in names.tolist()]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            self.error("attribute joint_names is not a list of strings")
+            return None
+        return names
+
+    def _flag_attr(self, name: str, default: bool) -> bool | None:
+        """A true/false file attribute (``default`` when absent); None and an error when it
+        is something else."""
+        value = self.h5.attrs.get(name, default)
+        if isinstance(value, bool | np.bool_) or (
+            np.ndim(value) == 0 and isinstance(value, int | np.integer) and value in (0, 1)
+        ):
+            return bool(value)
+        self.error(f"attribute {name} must be true or false, got {value!r}")
+        return None
+
+
+def _is_positive_number(value) -> bool:
+    """Whether ``value`` is one finite real number > 0 (not a string, bool or array)."""
+    if isinstance(value, bool | np.bool_) or np.ndim(value) != 0:
+        return False
+    if not isinstance(value, int | float | np.integer | np.floating):
+        return False
+    return bool(np.isfinite(value) and value > 0)
+
+
+def _reason(error: Exception) -> str:
+    """HDF5's reason in an h5py error message: "Unable to open object (reason)" -> reason."""
+    text = str(error).strip("'\"")
+    inner = re.search(r"\(([^()]*)\)$", text)
+    return inner.group(1) if inner else text
 
 
 def compatibility_problems(source: EpisodeSource, others: Iterable[EpisodeSource]) -> list[str]:
@@ -568,14 +650,33 @@ def _available_ram() -> int:
 
 
 def _structure(h5: h5py.File) -> list[str]:
+    """One line per dataset ("/key shape dtype [storage]"), and one per key that cannot be
+    opened (a damaged object header, a dangling link), walking link by link so that one
+    damaged object does not hide the rest."""
     lines: list[str] = []
+    seen: set[int] = set()
 
-    def visit(name: str, node) -> None:
-        if isinstance(node, h5py.Dataset):
-            storage = node.compression or ("chunked" if node.chunks else "contiguous")
-            lines.append(f"/{name} {node.shape} {node.dtype} [{storage}]")
+    def walk(group: h5py.Group, prefix: str) -> None:
+        try:
+            names = list(group)
+        except H5_ERRORS as error:
+            lines.append(f"/{prefix} cannot be listed ({_reason(error)})")
+            return
+        for name in names:
+            key = f"{prefix}{name}"
+            try:
+                node = group[name]
+            except H5_ERRORS as error:
+                lines.append(f"/{key} cannot be opened ({_reason(error)})")
+                continue
+            if isinstance(node, h5py.Dataset):
+                storage = node.compression or ("chunked" if node.chunks else "contiguous")
+                lines.append(f"/{key} {node.shape} {node.dtype} [{storage}]")
+            elif isinstance(node, h5py.Group) and hash(node.id) not in seen:  # no cycles
+                seen.add(hash(node.id))
+                walk(node, f"{key}/")
 
-    h5.visititems(visit)
+    walk(h5, "")
     return lines
 
 

@@ -100,3 +100,12 @@ def assert_batch_consistent(batch) -> None:
             [(codes + 50 * (ch // 3) + ch % 3) % 256 for ch in range(9)], axis=1
         ).astype(np.uint8)
         assert np.array_equal(frames, np.broadcast_to(expected[:, :, None, None], frames.shape))
+
+
+def damage_object_header(path, key: str) -> None:
+    """Overwrite the start of ``key``'s object header, as a bad disk block would."""
+    with h5py.File(path, "r") as h5:
+        address = h5py.h5o.get_info(h5[key].id).addr
+    with open(path, "r+b") as file:
+        file.seek(address)
+        file.write(b"\xff" * 32)

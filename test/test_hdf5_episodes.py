@@ -8,6 +8,7 @@ import pytest
 from hdf5_test_data import (
     JOINT_NAMES,
     coded_episodes,
+    damage_object_header,
     write_aloha_file,
     write_seed_file,
 )
@@ -163,6 +164,8 @@ def _break(path, key, value):
         ("terminals", np.eye(13, dtype=bool)[1], "true at step 1 inside an episode"),
         ("terminals", np.full(13, 2.0), "only 0/1"),
         ("actions", np.array(["x"] * 13, dtype="S1"), "expected a numeric type"),
+        ("actions", np.zeros((13, 0), np.float32), "/actions has shape (13, 0): no values"),
+        ("observations/joint", np.zeros((13, 0), np.float32), "joint has shape (13, 0): no"),
     ],
 )
 def test_bad_data_errors_name_file_and_key(canonical, key, value, expected):
@@ -224,3 +227,66 @@ def test_images_in_memory_reads_frames_into_ram(canonical):
     source = read_file(canonical, images_in_memory=True).source
     assert {s.access for s in source.images.values()} == {"memory"}
     assert source.images["right"].array.shape == (13, 16, 16, 3)
+
+
+@pytest.mark.parametrize(
+    ("damaged", "expected"),
+    [
+        ("actions", "/actions cannot be opened: the file is damaged (bad object header"),
+        ("episode_ends", "/episode_ends cannot be opened: the file is damaged"),
+        ("observations", "/observations/joint cannot be opened: the file is damaged"),
+    ],
+)
+def test_damaged_object_header_names_file_and_key(canonical, damaged, expected):
+    damage_object_header(canonical, damaged)
+    report = read_file(canonical)
+    assert report.source is None
+    assert any(e.startswith(f"{canonical}: {expected}") for e in report.errors), report.errors
+    assert any(line.startswith(f"/{damaged} cannot be opened") for line in report.structure)
+    assert "/rewards (13,) float32 [chunked]" in report.structure  # the rest is still listed
+    with pytest.raises(DatasetReadError, match=f"data.hdf5: {expected[:20]}"):
+        load_sources(canonical)
+
+
+def test_dangling_links_name_where_they_lead(canonical, tmp_path):
+    nowhere = tmp_path / "moved_away.hdf5"
+    with h5py.File(canonical, "a") as h5:
+        del h5["actions"], h5["rewards"]
+        h5["actions"] = h5py.ExternalLink(str(nowhere), "/actions")
+        h5["rewards"] = h5py.SoftLink("/old/rewards")
+    errors = read_file(canonical).errors
+    assert f"{canonical}: /actions cannot be opened: it is an external link to /actions in " \
+           f"{nowhere}, which cannot be opened (can't open file)" in errors
+    assert f"{canonical}: /rewards cannot be opened: it is a soft link to /old/rewards, which " \
+           "does not exist" in errors
+    with pytest.raises(DatasetReadError, match="external link"):
+        load_sources(canonical)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("rate_hz", "fast", "attribute rate_hz must be a positive number, got 'fast'"),
+        ("rate_hz", np.array([10.0, 20.0]), "attribute rate_hz must be a positive number"),
+        ("rate_hz", True, "attribute rate_hz must be a positive number"),
+        ("rate_hz", -5.0, "attribute rate_hz must be a positive number, got "),
+        ("joint_names", "5", "attribute joint_names is not a list of strings"),
+        ("joint_names", "[1, 2]", "attribute joint_names is not a list of strings"),
+    ],
+)
+def test_attributes_of_the_wrong_kind(canonical, name, value, expected):
+    with h5py.File(canonical, "a") as h5:
+        h5.attrs[name] = value
+    assert any(expected in e and str(canonical) in e for e in read_file(canonical).errors)
+    with pytest.raises(DatasetReadError, match=expected[:30]):
+        load_sources(canonical)
+
+
+def test_aloha_success_attribute_must_be_true_or_false(tmp_path):
+    path = tmp_path / "episode_0.hdf5"
+    write_aloha_file(path, coded_episodes([3], [True])[0], CAMERAS)
+    with h5py.File(path, "a") as h5:
+        h5.attrs["success"] = "maybe"
+    errors = read_file(path, aloha=AlohaLayout(cameras=CAMERAS)).errors
+    assert errors == [f"{path}: attribute success must be true or false, got 'maybe'"]
+

@@ -8,7 +8,13 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from hdf5_test_data import JOINT_NAMES, coded_episodes, write_aloha_file, write_seed_file
+from hdf5_test_data import (
+    JOINT_NAMES,
+    coded_episodes,
+    damage_object_header,
+    write_aloha_file,
+    write_seed_file,
+)
 
 from lapo_ros.hdf5_inspect import main
 from lapo_ros.hdf5_layout import write_episodes
@@ -49,6 +55,30 @@ def test_lists_every_problem_and_fails(good_file, tmp_path, capsys):
     assert "good.hdf5: missing key /rewards" in out
     assert "junk.hdf5: cannot open as HDF5" in out
     assert "result: the data cannot train (3 error(s))" in out
+
+
+def test_damaged_files_are_problems_not_crashes(tmp_path, capsys):
+    """A damaged object header, a dangling link, a text rate and actions without values."""
+    for name in ("header", "link", "rate", "no_actions"):
+        write_episodes(tmp_path / f"{name}.hdf5", coded_episodes([3], [True]),
+                       joint_names=JOINT_NAMES, rate_hz=10.0)
+    damage_object_header(tmp_path / "header.hdf5", "observations/left_image")
+    with h5py.File(tmp_path / "link.hdf5", "a") as h5:
+        del h5["rewards"]
+        h5["rewards"] = h5py.ExternalLink("elsewhere.hdf5", "/rewards")
+    with h5py.File(tmp_path / "rate.hdf5", "a") as h5:
+        h5.attrs["rate_hz"] = "ten"
+    with h5py.File(tmp_path / "no_actions.hdf5", "a") as h5:
+        del h5["actions"]
+        h5["actions"] = np.zeros((3, 0), np.float32)
+    assert main(["inspect", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"ERROR {tmp_path / 'header.hdf5'}: /observations/left_image cannot be opened" in out
+    assert f"ERROR {tmp_path / 'link.hdf5'}: /rewards cannot be opened: it is an external " \
+           "link to /rewards in elsewhere.hdf5" in out
+    assert f"ERROR {tmp_path / 'rate.hdf5'}: attribute rate_hz must be a positive number" in out
+    assert f"ERROR {tmp_path / 'no_actions.hdf5'}: /actions has shape (3, 0)" in out
+    assert "result: the data cannot train (4 error(s))" in out
 
 
 def test_files_that_cannot_train_together(good_file, tmp_path, capsys):
