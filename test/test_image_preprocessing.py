@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oversize_images import black_png
 from sensor_msgs.msg import CompressedImage, Image
 
 from lapo_ros.image_preprocessing import (
     CAMERA_ORDER,
     ImageConversionError,
+    ImageTooLarge,
     compressed_msg_to_rgb,
     compressed_to_rgb,
+    encoded_image_size,
     image_msg_to_rgb,
     image_to_rgb,
     resize_rgb,
@@ -145,3 +150,75 @@ def test_raw_fields_api_matches_message_api():
     msg = image_message(encode(rgb, "bgr8"), "bgr8", padding=2)
     direct = image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data))
     np.testing.assert_array_equal(direct, rgb)
+
+
+@pytest.mark.parametrize(
+    ("extension", "params"),
+    [
+        (".png", []),
+        (".jpg", []),
+        (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),  # SOF2
+        (".jpg", [cv2.IMWRITE_JPEG_OPTIMIZE, 1]),
+    ],
+)
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (37, 53), (480, 640)])
+def test_encoded_size_is_read_from_the_header(extension, params, height, width):
+    ok, data = cv2.imencode(extension, rgb_pattern(height, width), params)
+    assert ok
+    assert encoded_image_size(data.tobytes()) == (height, width)
+    assert encoded_image_size(CompressedImage(data=data.tobytes()).data) == (height, width)
+
+
+def test_jpeg_size_is_found_after_other_segments():
+    ok, data = cv2.imencode(".jpg", rgb_pattern(20, 30))
+    data = data.tobytes()
+    comment = b"\xff\xfe" + (2 + 5000).to_bytes(2, "big") + bytes(5000)  # COM segment
+    padded = data[:2] + b"\xff\xff" + comment + data[2:]  # a fill byte, then the segment
+    assert encoded_image_size(padded) == (20, 30)
+    assert compressed_to_rgb(padded, max_pixels=600).shape == (20, 30, 3)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"garbage" * 10, b"\xff\xd8", b"\xff\xd8\xff\xda\x00\x02", b"\x89PNG\r\n\x1a\n\x00"],
+)
+def test_encoded_size_of_other_data_is_unknown(data):
+    assert encoded_image_size(data) is None
+
+
+def test_png_bomb_is_refused_from_its_header_without_decoding():
+    bomb = black_png(12000, 12000)  # 137 KiB that decodes to 432 MB
+    assert len(bomb) < 200_000
+    assert encoded_image_size(bomb) == (12000, 12000)
+    start = time.perf_counter()
+    with pytest.raises(ImageTooLarge, match="left/image_raw/compressed: 12000x12000 image has "
+                                             "144000000 pixels, more than the limit of 8294400"):
+        compressed_to_rgb(bomb, source="left/image_raw/compressed", max_pixels=3840 * 2160)
+    assert time.perf_counter() - start < 0.1  # decoding it takes seconds
+
+
+def test_small_enough_compressed_images_decode_as_before():
+    rgb = rgb_pattern(30, 40)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    np.testing.assert_array_equal(compressed_to_rgb(png, max_pixels=30 * 40), rgb)
+    with pytest.raises(ImageTooLarge, match="40x30 image has 1200 pixels"):
+        compressed_to_rgb(png, max_pixels=30 * 40 - 1)
+    assert compressed_to_rgb(black_png(60, 70)).shape == (60, 70, 3)  # no limit: as before
+
+
+def test_with_a_limit_only_png_and_jpeg_are_decoded():
+    ok, bmp = cv2.imencode(".bmp", rgb_pattern(8, 8))
+    assert compressed_to_rgb(bmp).shape == (8, 8, 3)  # no limit: whatever OpenCV reads
+    with pytest.raises(ImageConversionError, match="right: not a PNG or JPEG image"):
+        compressed_to_rgb(bmp, source="right", max_pixels=10_000)
+
+
+def test_raw_image_over_the_limit_is_refused_before_conversion():
+    msg = image_message(encode(rgb_pattern(40, 50), "bgr8"), "bgr8")
+    assert image_msg_to_rgb(msg, max_pixels=2000).shape == (40, 50, 3)
+    with pytest.raises(ImageTooLarge, match="global/image_raw: 50x40 image has 2000 pixels"):
+        image_msg_to_rgb(msg, source="global/image_raw", max_pixels=1999)
+    # the size check does not need the pixels: a header claiming a huge frame is refused
+    huge = Image(height=100_000, width=100_000, encoding="rgb8", step=300_000, data=b"")
+    with pytest.raises(ImageTooLarge):
+        image_msg_to_rgb(huge, max_pixels=3840 * 2160)
