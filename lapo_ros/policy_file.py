@@ -4,6 +4,7 @@ An exported policy (``.onnx`` or TorchScript ``.pt``) takes ``image`` uint8 [B,9
 (left, right, global RGB) and ``joint`` float32 [B,J] in robot units and returns
 ``action`` float32 [B,A] in robot units. Its metadata is JSON under ``METADATA_KEY``:
 in ONNX ``metadata_props``, in TorchScript an extra file of that name.
+``PolicyMetadata.from_json`` is the one place where metadata is checked.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lapo_ros.image_preprocessing import CAMERA_ORDER
+from lapo_ros.joint_matching import JointNameError, check_unique
 
 METADATA_KEY = "lapo_ros"
 FORMAT_VERSION = 1
@@ -44,6 +46,7 @@ class PolicyMetadata:
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "policy file") -> PolicyMetadata:
+        """Parse and check metadata; ``PolicyMetadataError`` names ``source`` and the key."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
@@ -64,16 +67,67 @@ class PolicyMetadata:
             raise PolicyMetadataError(f"{source}: metadata lacks {', '.join(missing)}")
         known = {f for f in cls.__dataclass_fields__}
         metadata = cls(**{k: v for k, v in data.items() if k in known})
-        if len(metadata.joint_names) != metadata.joint_dim:
-            raise PolicyMetadataError(
-                f"{source}: {len(metadata.joint_names)} joint_names but joint_dim "
-                f"{metadata.joint_dim}"
-            )
-        if len(metadata.image_size) != 2:
-            raise PolicyMetadataError(f"{source}: image_size must be [H, W]")
+        metadata.check(source)
         return metadata
+
+    def check(self, source: str) -> None:
+        """Raise ``PolicyMetadataError`` naming ``source`` and the key of any bad value."""
+        where = f"{source}: metadata"
+        _check_positive_int(self.joint_dim, f"{where} joint_dim")
+        _check_positive_int(self.action_dim, f"{where} action_dim")
+        _check_names(self.joint_names, f"{where} joint_names", self.joint_dim, "joint_dim")
+        if self.action_names is not None:
+            _check_names(self.action_names, f"{where} action_names", self.action_dim, "action_dim")
+        elif self.action_dim > self.joint_dim:
+            raise PolicyMetadataError(
+                f"{where} has action_dim {self.action_dim} > joint_dim {self.joint_dim} but no "
+                "action_names: name the commanded joints"
+            )
+        if not _is_list_of(self.image_size, int) or len(self.image_size) != 2:
+            raise PolicyMetadataError(
+                f"{where} image_size must be [H, W] (two integers), got {self.image_size!r}"
+            )
+        for name, value in zip(("H", "W"), self.image_size, strict=True):
+            _check_positive_int(value, f"{where} image_size {name}")
+        if not _is_list_of(self.camera_order, str):
+            raise PolicyMetadataError(
+                f"{where} camera_order must be a list of camera names, got {self.camera_order!r}"
+            )
+        if self.rate_hz is not None and not (_is_number(self.rate_hz) and self.rate_hz > 0):
+            raise PolicyMetadataError(f"{where} rate_hz must be > 0, got {self.rate_hz!r}")
+        if not isinstance(self.training_run, dict):
+            raise PolicyMetadataError(
+                f"{where} training_run must be a JSON object, got {self.training_run!r}"
+            )
 
     @property
     def command_names(self) -> list[str]:
         """Names of the commanded joints, in the order of the action vector."""
         return self.action_names or self.joint_names[: self.action_dim]
+
+
+def _is_list_of(value: Any, kind: type) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(v, kind) and not isinstance(v, bool) for v in value
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_positive_int(value: Any, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise PolicyMetadataError(f"{what} must be a positive integer, got {value!r}")
+
+
+def _check_names(names: Any, what: str, count: int, count_key: str) -> None:
+    """A list of ``count`` distinct, non-empty joint names."""
+    if not _is_list_of(names, str) or not all(names):
+        raise PolicyMetadataError(f"{what} must be a list of joint names, got {names!r}")
+    if len(names) != count:
+        raise PolicyMetadataError(f"{what} has {len(names)} names but {count_key} is {count}")
+    try:
+        check_unique(names, what)
+    except JointNameError as error:
+        raise PolicyMetadataError(str(error)) from error

@@ -1,8 +1,9 @@
 """One interface over the two policy-file runtimes: onnxruntime and TorchScript.
 
 ``load_policy(path, backend=, device=)`` opens an exported policy (see
-``lapo_ros.policy_file``), reads and checks its metadata and returns a ``PolicyRuntime``
-whose ``infer(image, joint)`` maps uint8 [1,9,H,W] + float32 [1,J] to float32 [A].
+``lapo_ros.policy_file``), reads and checks its metadata (and, for ONNX, the graph's
+input and output shapes against it) and returns a ``PolicyRuntime`` whose
+``infer(image, joint)`` maps uint8 [1,9,H,W] + float32 [1,J] to float32 [A].
 onnxruntime is the default; torch is imported only for the TorchScript backend, so the
 policy node runs on machines without torch.
 """
@@ -63,7 +64,9 @@ class PolicyRuntime(ABC):
     def warm_up(self, iterations: int) -> float:
         """Run ``iterations`` passes on zero inputs (allocations, kernel choice, CUDA init).
 
-        Returns the time of the last pass in seconds, and checks the output size.
+        Returns the time of the last pass in seconds, and checks the output size; a pass
+        that fails (inputs of the metadata's sizes the model cannot take) is a
+        ``PolicyRuntimeError``.
         """
         height, width = self.metadata.image_size
         image = np.zeros((1, 3 * len(self.metadata.camera_order), height, width), np.uint8)
@@ -71,7 +74,14 @@ class PolicyRuntime(ABC):
         elapsed = 0.0
         for _ in range(max(1, iterations)):
             start = time.perf_counter()
-            action = self.infer(image, joint)
+            try:
+                action = self.infer(image, joint)
+            except Exception as error:  # onnxruntime and torch raise their own types
+                raise PolicyRuntimeError(
+                    f"{self.path}: the policy fails on inputs of the sizes its metadata gives "
+                    f"({INPUT_IMAGE} {list(image.shape)}, {INPUT_JOINT} {list(joint.shape)}): "
+                    f"{last_line(error)}"
+                ) from error
             elapsed = time.perf_counter() - start
         if action.shape != (self.metadata.action_dim,):
             raise PolicyRuntimeError(
@@ -120,6 +130,7 @@ class OnnxPolicy(PolicyRuntime):
             [i.name for i in session.get_inputs()],
             [o.name for o in session.get_outputs()],
         )
+        _check_graph(path, [*session.get_inputs(), *session.get_outputs()], self.metadata)
         self._session = session
         self._outputs = [OUTPUT_ACTION]
 
@@ -154,7 +165,12 @@ class TorchScriptPolicy(PolicyRuntime):
             raise PolicyRuntimeError(f"{path}: TorchScript cannot load it: {error}") from error
         text = extra_files[METADATA_KEY]
         if isinstance(text, bytes):
-            text = text.decode("utf-8")
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise PolicyRuntimeError(
+                    f"{path}: metadata {METADATA_KEY!r} is not UTF-8 text: {error}"
+                ) from error
         super().__init__(path, _parse_metadata(text or None, path))
         self._torch = torch
         self._module = module.eval()
@@ -219,8 +235,15 @@ def _parse_metadata(text: str | None, path: Path) -> PolicyMetadata:
         )
     try:
         return PolicyMetadata.from_json(text, source=str(path))
-    except (PolicyMetadataError, TypeError) as error:
+    except PolicyMetadataError as error:
         raise PolicyRuntimeError(str(error)) from error
+
+
+def last_line(error: BaseException) -> str:
+    """The last non-empty line of an error's message (TorchScript errors carry their own
+    multi-line trace before it)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def _check_names(path: Path, inputs: list[str], outputs: list[str]) -> None:
@@ -229,3 +252,33 @@ def _check_names(path: Path, inputs: list[str], outputs: list[str]) -> None:
             f"{path}: inputs {inputs} and outputs {outputs}; a lapo_ros policy has inputs "
             f"{INPUT_IMAGE!r}, {INPUT_JOINT!r} and output {OUTPUT_ACTION!r}"
         )
+
+
+def _check_graph(path: Path, values: list, metadata: PolicyMetadata) -> None:
+    """The ONNX graph's ``image``/``joint``/``action`` (onnxruntime NodeArgs in ``values``)
+    must have the element types and the fixed sizes that ``metadata`` gives."""
+    cameras = len(metadata.camera_order)
+    expected = {
+        INPUT_IMAGE: (
+            "tensor(uint8)",
+            [3 * cameras, *metadata.image_size],
+            f"image_size {metadata.image_size} of {cameras} RGB cameras",
+        ),
+        INPUT_JOINT: ("tensor(float)", [metadata.joint_dim], f"joint_dim {metadata.joint_dim}"),
+        OUTPUT_ACTION: (
+            "tensor(float)", [metadata.action_dim], f"action_dim {metadata.action_dim}"
+        ),
+    }
+    by_name = {value.name: value for value in values}
+    for name, (element_type, sizes, claim) in expected.items():
+        graph = by_name[name]
+        shape = list(graph.shape)
+        fits = len(shape) == 1 + len(sizes) and all(
+            not isinstance(found, int) or found == wanted
+            for found, wanted in zip(shape[1:], sizes, strict=True)
+        )
+        if graph.type != element_type or not fits:
+            raise PolicyRuntimeError(
+                f"{path}: graph {name!r} is {graph.type} {shape}, but the metadata's {claim} "
+                f"needs {element_type} {['B', *sizes]}"
+            )

@@ -3,10 +3,14 @@
 ``action = joint[:, :A] + offset + image_gain * mean(image)``: hand-written ONNX (with
 ``onnx.helper``, also malformed on purpose) or a torch module exported by the project's
 ``lapo_ros.lapo.export``, with lapo_ros metadata per ``lapo_ros.policy_file``.
+``replace_metadata`` and ``write_torchscript_policy`` give files whose metadata text is
+anything at all (malformed, or disagreeing with the graph).
 """
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +121,40 @@ def export_affine_policy(
     if offset is None:
         offset = np.zeros(metadata.action_dim, np.float32)
     return export_policy(affine_policy_module(offset, image_gain), metadata, path)
+
+
+def replace_metadata(path: Path, text: str) -> Path:
+    """Overwrite the lapo_ros metadata of an ONNX policy file with ``text`` (unchecked)."""
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    helper.set_model_props(model, {METADATA_KEY: text})
+    onnx.save(model, str(path))
+    return path
+
+
+def metadata_with(metadata: PolicyMetadata, **changes) -> str:
+    """``metadata`` as JSON with some keys changed to any value (None removes the key)."""
+    data = json.loads(metadata.to_json())
+    data.update(changes)
+    return json.dumps({key: value for key, value in data.items() if value is not None})
+
+
+def write_torchscript_policy(
+    path: Path, metadata: PolicyMetadata, metadata_text: str, offset: np.ndarray | None = None
+) -> Path:
+    """The synthetic policy traced to TorchScript for ``metadata``'s sizes, carrying
+    ``metadata_text`` (unchecked, unlike the project's exporter)."""
+    import torch
+
+    if offset is None:
+        offset = np.zeros(metadata.action_dim, np.float32)
+    height, width = metadata.image_size
+    example = (
+        torch.zeros((2, 9, height, width), dtype=torch.uint8),
+        torch.zeros((2, metadata.joint_dim)),
+    )
+    with warnings.catch_warnings():  # TorchScript is the contract's format
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(affine_policy_module(offset), example)
+        torch.jit.save(traced, str(path), _extra_files={METADATA_KEY: metadata_text})
+    return path

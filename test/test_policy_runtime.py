@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,7 +13,10 @@ from synthetic_policy import (
     expected_action,
     export_affine_policy,
     make_metadata,
+    metadata_with,
+    replace_metadata,
     write_onnx_policy,
+    write_torchscript_policy,
 )
 
 from lapo_ros.policy_runtime import PolicyRuntimeError, load_policy, resolve_backend
@@ -75,19 +77,86 @@ def test_wrong_input_names_are_refused(tmp_path):
         load_policy(path)
 
 
-def test_metadata_disagreeing_with_output_size_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        # the graph (4 joints in, 4 actions out, 16x16 images) and its metadata disagree
+        ({"action_dim": 3}, r"graph 'action' is tensor\(float\) \['B', 4\].*action_dim 3"),
+        (
+            {"image_size": [24, 24]},
+            r"graph 'image' is tensor\(uint8\) \['B', 9, 16, 16\].*image_size \[24, 24\]",
+        ),
+        (
+            {"joint_dim": 5, "joint_names": [f"joint_{i}" for i in range(5)]},
+            r"graph 'joint' is tensor\(float\) \['B', 4\].*joint_dim 5",
+        ),
+    ],
+)
+def test_graph_disagreeing_with_metadata_is_refused(tmp_path, changes, message):
+    metadata = make_metadata(joint_dim=4, action_dim=4, image_size=(16, 16))
+    path = write_onnx_policy(tmp_path / "p.onnx", metadata)
+    replace_metadata(path, metadata_with(metadata, **changes))
+    with pytest.raises(PolicyRuntimeError, match=r"p\.onnx: " + message) as raised:
+        load_policy(path, device="cpu")
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "metadata 'lapo_ros' is not JSON"),
+        ("[1, 2]", "is not a JSON object"),
+        (dict(action_dim="4"), "action_dim must be a positive integer, got '4'"),
+        (dict(joint_dim=-4), "joint_dim must be a positive integer, got -4"),
+        (dict(action_dim=True), "action_dim must be a positive integer, got True"),
+        (dict(image_size=[16, -16]), "image_size W must be a positive integer, got -16"),
+        (dict(image_size=[16]), r"image_size must be \[H, W\]"),
+        (dict(image_size="16x16"), r"image_size must be \[H, W\]"),
+        (dict(image_size=[16.0, 16.0]), r"image_size must be \[H, W\]"),
+        (dict(joint_names="joint_0"), "joint_names must be a list of joint names"),
+        (dict(joint_names=[0, 1, 2, 3]), "joint_names must be a list of joint names"),
+        (dict(joint_names=["a", "b", "c"]), "joint_names has 3 names but joint_dim is 4"),
+        (
+            dict(joint_names=["a", "b", "c", "a"]),
+            r"joint_names: joint name\(s\) \['a'\] occur more than once",
+        ),
+        (
+            dict(action_names=["joint_1", "joint_0", "joint_1", "joint_2"]),
+            r"action_names: joint name\(s\) \['joint_1'\] occur more than once",
+        ),
+        (dict(action_names=["joint_0"]), "action_names has 1 names but action_dim is 4"),
+        (dict(camera_order="left"), "camera_order must be a list of camera names"),
+        (dict(rate_hz=-30), "rate_hz must be > 0, got -30"),
+        (dict(training_run=[]), "training_run must be a JSON object"),
+        (dict(joint_dim=None), "metadata lacks joint_dim"),
+        (dict(format_version=2), "format_version 2"),
+    ],
+)
+def test_malformed_metadata_is_refused_naming_file_and_key(tmp_path, text, message):
+    metadata = make_metadata(joint_dim=4, action_dim=4, image_size=(16, 16))
+    path = write_onnx_policy(tmp_path / "p.onnx", metadata)
+    replace_metadata(path, text if isinstance(text, str) else metadata_with(metadata, **text))
+    with pytest.raises(PolicyRuntimeError, match=r"p\.onnx: .*" + message) as raised:
+        load_policy(path, device="cpu")
+    assert "\n" not in str(raised.value)
+
+
+def test_more_actions_than_joints_need_action_names(tmp_path):
     metadata = make_metadata(joint_dim=4, action_dim=4)
     path = write_onnx_policy(tmp_path / "p.onnx", metadata)
-    # claim 3 actions in the metadata of a graph that outputs 4
-    model_metadata = json.loads(metadata.to_json())
-    model_metadata["action_dim"] = 3
-    import onnx
+    replace_metadata(path, metadata_with(metadata, joint_dim=2, joint_names=["a", "b"]))
+    with pytest.raises(PolicyRuntimeError, match="action_dim 4 > joint_dim 2 but no action_names"):
+        load_policy(path, device="cpu")
 
-    model = onnx.load(str(path))
-    model.metadata_props[0].value = json.dumps(model_metadata)
-    onnx.save(model, str(path))
-    with pytest.raises(PolicyRuntimeError, match="action_dim 3"):
-        load_policy(path).warm_up(1)
+
+def test_torchscript_policy_failing_on_its_metadata_sizes_is_one_clear_error(tmp_path):
+    traced_for = make_metadata(joint_dim=4, action_dim=4, image_size=(16, 16))
+    claimed = metadata_with(traced_for, joint_dim=3, joint_names=["a", "b", "c"], action_dim=3)
+    path = write_torchscript_policy(tmp_path / "p.pt", traced_for, claimed)
+    runtime = load_policy(path, device="cpu")  # TorchScript has no shapes to check up front
+    with pytest.raises(PolicyRuntimeError, match=r"p\.pt: the policy fails on inputs") as raised:
+        runtime.warm_up(1)
+    assert "\n" not in str(raised.value) and "Traceback" not in str(raised.value)
 
 
 def test_bad_files_and_settings_name_the_problem(tmp_path):
