@@ -2,13 +2,14 @@
 
 Subscription callbacks ``update`` (or ``invalidate`` on a bad message); the control
 tick takes a ``snapshot``, which raises ``InputNotReady`` with a short reason when any
-input is missing, bad, too old, or too far apart in time from the others.
+input is missing, bad, too old, or too far apart in time from the others. Slow
+conversions (camera frames) run on a ``ConversionWorker`` thread, off the control loop.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,3 +84,47 @@ class SensorCache:
         if newest - oldest > max_skew_ns:
             raise InputNotReady("skew")
         return Snapshot(samples, newest, oldest)
+
+
+class ConversionWorker:
+    """One background thread that runs the newest pending conversion of each input.
+
+    ``submit(name, convert)`` replaces a not yet started conversion of the same input (the
+    newest message wins, a slow decoder drops frames instead of falling behind); the
+    thread calls ``convert()``, which stores its result itself (``SensorCache.update``).
+    An exception from ``convert`` goes to ``on_error(name, error)`` and the thread goes on.
+    """
+
+    def __init__(self, on_error: Callable[[str, Exception], None], name: str = "conversion"):
+        self._on_error = on_error
+        self._pending: dict[str, Callable[[], None]] = {}
+        self._stopping = False
+        self._condition = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, name: str, convert: Callable[[], None]) -> None:
+        with self._condition:
+            self._pending[name] = convert
+            self._condition.notify()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Drop pending conversions, let a running one finish (up to ``timeout`` s); idempotent."""
+        with self._condition:
+            self._stopping = True
+            self._pending.clear()
+            self._condition.notify()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                self._condition.wait_for(lambda: self._pending or self._stopping)
+                if self._stopping:
+                    return
+                name = next(iter(self._pending))
+                convert = self._pending.pop(name)
+            try:
+                convert()
+            except Exception as error:  # a bug in one conversion must not stop the others
+                self._on_error(name, error)
