@@ -34,6 +34,7 @@ class PolicyNodeParameters:
     max_sensor_age: float = 0.15
     max_sensor_skew: float = 0.1
     image_transport: str = "raw"
+    max_image_pixels: int = 3840 * 2160
     command_type: str = "float64_multi_array"
     joint_names: list[str] = field(default_factory=list)
     image_size: list[int] = field(default_factory=list)
@@ -53,6 +54,8 @@ DESCRIPTIONS: dict[str, str] = {
     "max_sensor_age": "newest camera/joint message must be at most this old [s]",
     "max_sensor_skew": "stamps of the inputs used in one tick must lie within this span [s]",
     "image_transport": f"camera message type: {' | '.join(IMAGE_TRANSPORTS)}",
+    "max_image_pixels": "camera frames with more pixels (width*height, read from the message "
+    "or the PNG/JPEG header before decoding) are rejected",
     "command_type": f"command message: {' | '.join(COMMAND_TYPES)}",
     "joint_names": "expected policy joint inputs, checked against the model (empty: the model's)",
     "image_size": "expected model image size [H, W], checked against the model (empty: model's)",
@@ -133,6 +136,10 @@ def validate(parameters: PolicyNodeParameters) -> None:
             raise ParameterError(f"parameter {name!r} must be > 0, got {getattr(parameters, name)}")
     if parameters.warmup_iterations < 0:
         raise ParameterError("parameter 'warmup_iterations' must be >= 0")
+    if parameters.max_image_pixels <= 0:
+        raise ParameterError(
+            f"parameter 'max_image_pixels' must be > 0, got {parameters.max_image_pixels}"
+        )
     if parameters.image_size and (
         len(parameters.image_size) != 2 or min(parameters.image_size) <= 0
     ):
@@ -147,7 +154,8 @@ def resolve_against_metadata(
 ) -> PolicyNodeParameters:
     """Parameters with ``joint_names``/``image_size`` filled from the model; mismatch raises.
 
-    Also refuses models whose camera order differs from the node's.
+    Also refuses models whose camera order differs from the node's. ``metadata`` is already
+    checked on its own (``PolicyMetadata.from_json``).
     """
     from lapo_ros.image_preprocessing import CAMERA_ORDER
 
@@ -166,11 +174,6 @@ def resolve_against_metadata(
         raise ParameterError(
             f"parameter 'image_size' {parameters.image_size} differs from the image_size "
             f"of {source}: {metadata.image_size}"
-        )
-    if len(metadata.command_names) != metadata.action_dim:
-        raise ParameterError(
-            f"{source}: {len(metadata.command_names)} action_names for action_dim "
-            f"{metadata.action_dim}"
         )
     return replace(
         parameters,

@@ -1,23 +1,28 @@
 """``policy_node``: three cameras + joint states in, safe joint commands out.
 
-Subscriptions convert each message as it arrives (decode + resize to the model's image
-size, joints picked by name) into a ``SensorCache``; a timer at ``rate_hz`` takes the
-newest inputs, checks their age and skew, runs the policy, makes the command safe and
-publishes it only when enabled. Every tick is reported on ``~/status``.
+Joint states are picked by name as they arrive; camera frames are decoded and resized to
+the model's image size on a background thread (``ConversionWorker``), so a slow frame
+never holds up the control loop. Both land in a ``SensorCache``; a timer at ``rate_hz``
+takes the newest inputs, checks their age and skew, runs the policy, makes the command
+safe and publishes it only when enabled. Every tick is reported on ``~/status``, and a
+summary of the last second on ``/diagnostics`` (for diagnostic aggregators and
+rqt_robot_monitor).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -32,19 +37,24 @@ from lapo_ros.command_safety import CommandLimits, UnsafeCommand, safe_command
 from lapo_ros.image_preprocessing import (
     CAMERA_ORDER,
     ImageConversionError,
+    ImageTooLarge,
     compressed_msg_to_rgb,
     image_msg_to_rgb,
     resize_rgb,
     stack_cameras,
 )
+from lapo_ros.joint_matching import JointNameError, joint_index
 from lapo_ros.node_parameters import ParameterError, declare_parameters, resolve_against_metadata
 from lapo_ros.policy_runtime import PolicyRuntimeError, load_policy
-from lapo_ros.sensor_cache import InputNotReady, SensorCache, Snapshot
+from lapo_ros.sensor_cache import ConversionWorker, InputNotReady, SensorCache, Snapshot
 
 JOINT_STATES = "joint_states"
 COMMANDS = "commands"
 STATUS = "~/status"
+DIAGNOSTICS = "/diagnostics"
+"""Absolute, as diagnostic_updater's: aggregators listen there whatever the node's namespace."""
 ENABLE = "~/enable"
+DIAGNOSTICS_PERIOD_S = 1.0
 _ERROR_LOG_PERIOD_S = 2.0
 
 
@@ -60,11 +70,52 @@ def stamp_ns(msg: Any) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
+@dataclass
+class LoopCounts:
+    """Control ticks: all, those that gave a safe command, published, skipped by reason."""
+
+    ticks: int = 0
+    computed: int = 0
+    published: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def copy(self) -> LoopCounts:
+        return LoopCounts(self.ticks, self.computed, self.published, Counter(self.skipped))
+
+    def since(self, earlier: LoopCounts) -> LoopCounts:
+        """The ticks after ``earlier`` (a ``copy`` taken then)."""
+        return LoopCounts(
+            self.ticks - earlier.ticks,
+            self.computed - earlier.computed,
+            self.published - earlier.published,
+            self.skipped - earlier.skipped,
+        )
+
+
+def loop_health(window: LoopCounts, enabled: bool) -> tuple[bytes, str]:
+    """Diagnostic level and message for the ticks of one report period.
+
+    OK: every tick gave a safe command; WARN: some ticks were skipped (or no tick ran);
+    ERROR: no tick gave a command, the node cannot drive the arm.
+    """
+    reasons = ", ".join(f"{reason}={n}" for reason, n in window.skipped.most_common())
+    if window.ticks == 0:
+        return DiagnosticStatus.WARN, "no control tick since the last report"
+    if window.computed == 0:
+        return DiagnosticStatus.ERROR, f"no command in the last {window.ticks} ticks: {reasons}"
+    state = "publishing commands" if enabled else "disabled: computing, not publishing"
+    if window.skipped:
+        skipped = window.ticks - window.computed
+        return DiagnosticStatus.WARN, f"{state}; skipped {skipped} of {window.ticks}: {reasons}"
+    return DiagnosticStatus.OK, state
+
+
 class PolicyNode(Node):
     """The policy node; refuses to start (``ParameterError``/``PolicyRuntimeError``)."""
 
     def __init__(self, node_name: str = "policy_node", **kwargs: Any):
         super().__init__(node_name, **kwargs)
+        self._conversions = ConversionWorker(self._on_conversion_error, f"{node_name} frames")
         try:
             self._configure()
         except Exception:
@@ -103,40 +154,34 @@ class PolicyNode(Node):
 
         self._image_size = (parameters.image_size[0], parameters.image_size[1])
         self._joint_names = list(metadata.joint_names)
-        self._joint_layout: tuple[tuple[str, ...], np.ndarray, np.ndarray] | None = None
+        self._joint_layout: tuple[tuple[str, ...], np.ndarray] | None = None
         self._cache = SensorCache([*CAMERA_ORDER, JOINT_STATES])
         self._max_age_ns = int(parameters.max_sensor_age * 1e9)
         self._max_skew_ns = int(parameters.max_sensor_skew * 1e9)
         self._enabled = bool(parameters.enabled)
-        self._ticks = 0
-        self._published = 0
-        self._skips: Counter[str] = Counter()
-        self._skips_reported: Counter[str] = Counter()
+        self._counts = LoopCounts()
+        self._counts_logged = LoopCounts()
+        self._counts_diagnosed = LoopCounts()
         self._last_skip_log = time.monotonic()
+        self._error_logged: dict[str, float] = {}  # input -> when its last error was logged
+        self._last_timing_s = (float("nan"), float("nan"))  # latency, inference
 
-        # inputs and the control loop in separate groups: in a multi-threaded executor a
-        # tick may run while a camera frame is being converted
-        inputs = MutuallyExclusiveCallbackGroup()
         compressed = parameters.image_transport == "compressed"
         image_type = CompressedImage if compressed else Image
-        self._decode = compressed_msg_to_rgb if compressed else image_msg_to_rgb
-        self._subscriptions_by_camera = {
+        decode = compressed_msg_to_rgb if compressed else image_msg_to_rgb
+        self._decode = partial(decode, max_pixels=parameters.max_image_pixels)
+        self._camera_topics = {
             camera: self.create_subscription(
                 image_type,
                 camera_topic(camera, parameters.image_transport),
                 lambda msg, camera=camera: self._on_image(camera, msg),
                 qos_profile_sensor_data,
-                callback_group=inputs,
-            )
+            ).topic_name
             for camera in CAMERA_ORDER
         }
-        self.create_subscription(
-            JointState,
-            JOINT_STATES,
-            self._on_joint_states,
-            qos_profile_sensor_data,
-            callback_group=inputs,
-        )
+        self._joint_topic = self.create_subscription(
+            JointState, JOINT_STATES, self._on_joint_states, qos_profile_sensor_data
+        ).topic_name
         period_ns = round(1e9 / parameters.rate_hz)
         self._trajectory_step = Duration(nanoseconds=period_ns).to_msg()
         if parameters.command_type == "joint_trajectory":
@@ -146,9 +191,11 @@ class PolicyNode(Node):
             self._command_publisher = self.create_publisher(Float64MultiArray, COMMANDS, 10)
             self._make_command = self._float64_multi_array
         self._status_publisher = self.create_publisher(DiagnosticArray, STATUS, 10)
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
         self.create_service(SetBool, ENABLE, self._on_enable)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.create_timer(1.0 / parameters.rate_hz, self._on_tick, MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0 / parameters.rate_hz, self._on_tick)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self.get_logger().info(
             f"{'ENABLED' if self._enabled else 'disabled (computing, not publishing)'} at "
             f"{parameters.rate_hz} Hz; enable with: ros2 service call "
@@ -167,58 +214,82 @@ class PolicyNode(Node):
     @property
     def skip_counts(self) -> dict[str, int]:
         """Skipped ticks so far, by reason."""
-        return dict(self._skips)
+        return dict(self._counts.skipped)
+
+    def destroy_node(self) -> None:
+        self._conversions.stop()
+        super().destroy_node()
 
     # -- inputs ---------------------------------------------------------------------------
 
     def _on_image(self, camera: str, msg: Any) -> None:
-        topic = self._subscriptions_by_camera[camera].topic_name
+        self._conversions.submit(camera, lambda: self._convert_image(camera, msg))
+
+    def _convert_image(self, camera: str, msg: Any) -> None:
+        """Decode and resize one frame into the cache (on the conversion thread)."""
         try:
-            frame = resize_rgb(self._decode(msg, source=topic), self._image_size)
-        except ImageConversionError as error:
-            self._cache.invalidate(camera, f"bad_{camera}_image")
-            self.get_logger().error(str(error), throttle_duration_sec=_ERROR_LOG_PERIOD_S)
+            rgb = self._decode(msg, source=self._camera_topics[camera])
+        except ImageTooLarge as error:
+            self._reject(camera, f"oversize_{camera}_image", f"{error} (max_image_pixels)")
             return
-        self._cache.update(camera, stamp_ns(msg), frame)
+        except ImageConversionError as error:
+            self._reject(camera, f"bad_{camera}_image", str(error))
+            return
+        self._cache.update(camera, stamp_ns(msg), resize_rgb(rgb, self._image_size))
+
+    def _on_conversion_error(self, camera: str, error: Exception) -> None:
+        self._reject(camera, f"bad_{camera}_image", f"converting a {camera} frame: {error!r}")
+
+    def _reject(self, name: str, reason: str, detail: str) -> None:
+        """Mark input ``name`` unusable until its next good message, and say why (at most
+        every few seconds per input, so one bad camera does not hide another)."""
+        self._cache.invalidate(name, reason)
+        now = time.monotonic()
+        if now - self._error_logged.get(name, -_ERROR_LOG_PERIOD_S) >= _ERROR_LOG_PERIOD_S:
+            self._error_logged[name] = now
+            self.get_logger().error(detail)
 
     def _on_joint_states(self, msg: JointState) -> None:
         try:
             joint, current = self._pick_joints(msg)
         except InputNotReady as error:
-            self._cache.invalidate(JOINT_STATES, error.reason)
-            self.get_logger().error(str(error), throttle_duration_sec=_ERROR_LOG_PERIOD_S)
+            self._reject(JOINT_STATES, error.reason, str(error))
             return
         self._cache.update(JOINT_STATES, stamp_ns(msg), (joint, current))
 
     def _pick_joints(self, msg: JointState) -> tuple[np.ndarray, np.ndarray]:
         """Policy input [1,J] float32 and current commanded-joint positions, matched by name."""
         names = tuple(msg.name)
-        if self._joint_layout is None or self._joint_layout[0] != names:
-            index = {name: i for i, name in enumerate(names)}
-            missing = [n for n in {*self._joint_names, *self._command_names} if n not in index]
-            if missing:
-                raise InputNotReady(
-                    "bad_joint_states",
-                    f"{JOINT_STATES}: lacks joints {sorted(missing)} that the policy needs",
-                )
-            self._joint_layout = (
-                names,
-                np.array([index[n] for n in self._joint_names]),
-                np.array([index[n] for n in self._command_names]),
-            )
-        _, joint_index, command_index = self._joint_layout
         positions = np.asarray(msg.position, dtype=np.float64)
         if positions.shape != (len(names),):
             raise InputNotReady(
                 "bad_joint_states",
-                f"{JOINT_STATES}: {positions.size} positions for {len(names)} names",
+                f"{self._joint_topic}: {positions.size} positions for {len(names)} names",
             )
-        needed = positions[np.concatenate([joint_index, command_index])]
+        needed = positions[self._joint_positions_index(names)]
         if not np.all(np.isfinite(needed)):
             raise InputNotReady(
-                "nonfinite_joint_states", f"{JOINT_STATES}: positions not finite: {needed.tolist()}"
+                "nonfinite_joint_states",
+                f"{self._joint_topic}: positions not finite: {needed.tolist()}",
             )
-        return positions[joint_index].astype(np.float32)[None], positions[command_index]
+        joints = len(self._joint_names)
+        return needed[:joints].astype(np.float32)[None], needed[joints:]
+
+    def _joint_positions_index(self, names: tuple[str, ...]) -> np.ndarray:
+        """Where the policy's joints, then the commanded joints, are in a message with
+        ``names``; kept while the names stay the same. Repeated or missing names raise."""
+        if self._joint_layout is None or self._joint_layout[0] != names:
+            try:
+                index = np.concatenate(
+                    [
+                        joint_index(names, self._joint_names, self._joint_topic),
+                        joint_index(names, self._command_names, self._joint_topic),
+                    ]
+                )
+            except JointNameError as error:
+                raise InputNotReady("bad_joint_states", str(error)) from error
+            self._joint_layout = (names, index)
+        return self._joint_layout[1]
 
     # -- control loop -------------------------------------------------------------------
 
@@ -229,7 +300,7 @@ class PolicyNode(Node):
 
     def _on_tick(self) -> None:
         start = time.perf_counter()
-        self._ticks += 1
+        self._counts.ticks += 1
         inference_s = float("nan")
         latency_s = float("nan")
         try:
@@ -249,16 +320,18 @@ class PolicyNode(Node):
             inference_s = time.perf_counter() - inference_start
             command = safe_command(action, current, self._limits)
         except (InputNotReady, UnsafeCommand) as skip:
-            self._skips[skip.reason] += 1
+            self._counts.skipped[skip.reason] += 1
             outcome = f"skipped: {skip.reason}"
         else:
+            self._counts.computed += 1
             if self._enabled:
                 self._command_publisher.publish(self._make_command(command))
-                self._published += 1
+                self._counts.published += 1
                 outcome = "published"
             else:
                 outcome = "computed, not enabled"
             latency_s = (self.get_clock().now().nanoseconds - snapshot.newest_stamp_ns) * 1e-9
+            self._last_timing_s = (latency_s, inference_s)
         self._publish_status(outcome, time.perf_counter() - start, inference_s, latency_s)
         self._log_skips()
 
@@ -275,41 +348,68 @@ class PolicyNode(Node):
         return JointTrajectory(joint_names=self._command_names, points=[point])
 
     def _publish_status(self, outcome: str, tick_s: float, inference_s: float, latency_s: float):
-        status = DiagnosticStatus(
-            level=DiagnosticStatus.OK
-            if not outcome.startswith("skipped")
-            else DiagnosticStatus.WARN,
-            name=f"{self.get_fully_qualified_name()}: control loop",
-            message=outcome,
-            hardware_id=self._settings.model_path,
-        )
+        """This tick on ``~/status``."""
+        level = DiagnosticStatus.WARN if outcome.startswith("skipped") else DiagnosticStatus.OK
+        counts = self._counts
         values = {
             "enabled": str(self._enabled).lower(),
-            "tick": str(self._ticks),
-            "published": str(self._published),
+            "tick": str(counts.ticks),
+            "published": str(counts.published),
             "latency_ms": f"{latency_s * 1e3:.3f}",
             "tick_ms": f"{tick_s * 1e3:.3f}",
             "inference_ms": f"{inference_s * 1e3:.3f}",
             "runtime": self.status_runtime,
         }
-        values.update({f"skipped.{reason}": str(n) for reason, n in sorted(self._skips.items())})
-        status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
+        values.update(_skip_values(counts.skipped))
+        self._status_publisher.publish(self._diagnostic_array(level, outcome, values))
+
+    def _publish_diagnostics(self) -> None:
+        """The ticks since the last report on ``/diagnostics``, about once a second."""
+        window = self._counts.since(self._counts_diagnosed)
+        self._counts_diagnosed = self._counts.copy()
+        level, message = loop_health(window, self._enabled)
+        latency_s, inference_s = self._last_timing_s
+        values = {
+            "enabled": str(self._enabled).lower(),
+            "rate_hz": f"{self._settings.rate_hz:g}",
+            "ticks": str(window.ticks),
+            "computed": str(window.computed),
+            "published": str(window.published),
+            "last_latency_ms": f"{latency_s * 1e3:.3f}",
+            "last_inference_ms": f"{inference_s * 1e3:.3f}",
+            "runtime": self.status_runtime,
+            "model_path": self._settings.model_path,
+        }
+        values.update(_skip_values(window.skipped))
+        self._diagnostics_publisher.publish(self._diagnostic_array(level, message, values))
+
+    def _diagnostic_array(
+        self, level: bytes, message: str, values: dict[str, str]
+    ) -> DiagnosticArray:
+        """One DiagnosticStatus of this node's control loop, stamped now."""
+        status = DiagnosticStatus(
+            level=level,
+            name=f"{self.get_fully_qualified_name()}: control loop",
+            message=message,
+            hardware_id=self._runtime.device,
+            values=[KeyValue(key=key, value=value) for key, value in values.items()],
+        )
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
-        self._status_publisher.publish(array)
+        return array
 
     def _log_skips(self) -> None:
         now = time.monotonic()
         if now - self._last_skip_log < self._settings.skip_log_period:
             return
-        new = self._skips - self._skips_reported
+        new = self._counts.since(self._counts_logged).skipped
         if new:
             summary = ", ".join(f"{reason}={n}" for reason, n in new.most_common())
             self.get_logger().warning(
                 f"skipped {sum(new.values())} ticks in the last {now - self._last_skip_log:.1f} s: "
                 f"{summary}"
             )
-        self._skips_reported = Counter(self._skips)
+        self._counts_logged = self._counts.copy()
         self._last_skip_log = now
 
     # -- enable ------------------------------------------------------------------------
@@ -333,29 +433,72 @@ class PolicyNode(Node):
         return SetParametersResult(successful=True)
 
 
+def _skip_values(skipped: Counter[str]) -> dict[str, str]:
+    """Diagnostic key-values ``skipped.<reason>``."""
+    return {f"skipped.{reason}": str(n) for reason, n in sorted(skipped.items())}
+
+
+class StopSignals:
+    """SIGINT and SIGTERM in ``main``: rclpy's own handlers (which chain to this one) shut
+    the context down, and that ends ``spin``; nothing may break into shutdown after that.
+
+    While the node starts, the first signal raises ``KeyboardInterrupt`` so a slow start-up
+    (model loading, warm-up) stops at once; while it spins, Python ignores them (rclpy
+    acts); once shutdown begins the process ignores them, so a second signal from
+    ``ros2 launch``, a terminal or a supervisor cannot interrupt the cleanup or the
+    interpreter's exit.
+    """
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._starting = True
+        for signum in self._SIGNALS:
+            signal.signal(signum, self._on_signal)
+
+    def started(self) -> None:
+        """From now on, signals stop the node only through rclpy."""
+        self._starting = False
+
+    def stopping(self) -> None:
+        """Ignore every further signal (kept so through the interpreter's exit)."""
+        for signum in self._SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._starting:
+            self._starting = False
+            raise KeyboardInterrupt
+
+
 def main(args: list[str] | None = None) -> None:
-    """``ros2 run lapo_ros policy_node``: spin until Ctrl-C; exit 1 when it cannot start."""
+    """``ros2 run lapo_ros policy_node``: spin until SIGINT/SIGTERM, then exit 0 (however
+    many signals come); exit 1 when it cannot start."""
+    signals = StopSignals()  # before rclpy.init: rclpy's signal handlers chain to it
     rclpy.init(args=args)
     node = executor = None
     try:
+        # one thread for callbacks (frames convert on the node's own thread): on a loaded
+        # 2-core machine rclpy's MultiThreadedExecutor(2) missed more ticks at 30 Hz
+        # (benchmarks/node_latency.py compares both)
+        executor = SingleThreadedExecutor()
         try:
             node = PolicyNode()
         except (ParameterError, PolicyRuntimeError) as error:
             rclpy.logging.get_logger("policy_node").fatal(f"cannot start: {error}")
             sys.exit(1)
-        # one thread: on a loaded 2-core machine rclpy's MultiThreadedExecutor(2) missed
-        # more ticks at 30 Hz (benchmarks/node_latency.py compares both)
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
+        signals.started()
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
-        # Ctrl-C during start-up: rclpy's signal handler shut the context down, so creating
-        # the executor (or an entity) fails; that is a clean stop, anything else is not
+        # a signal during start-up: rclpy's handler shut the context down, so creating the
+        # executor (or an entity) fails; that is a clean stop, anything else is not
         if rclpy.ok():
             raise
     finally:
+        signals.stopping()
         if executor is not None:
             executor.shutdown()
         if node is not None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +17,8 @@ import cv2
 import numpy as np
 import pytest
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from oversize_images import black_png
 from rcl_interfaces.msg import Log
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -23,11 +26,18 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
-from synthetic_policy import export_affine_policy, make_metadata, write_onnx_policy
+from synthetic_policy import (
+    export_affine_policy,
+    make_metadata,
+    metadata_with,
+    replace_metadata,
+    write_onnx_policy,
+)
 from trajectory_msgs.msg import JointTrajectory
 
 from lapo_ros.node_parameters import ParameterError
-from lapo_ros.policy_node import PolicyNode
+from lapo_ros.policy_file import PolicyMetadata
+from lapo_ros.policy_node import DIAGNOSTICS, LoopCounts, PolicyNode, loop_health
 from lapo_ros.policy_runtime import PolicyRuntimeError
 
 RATE_HZ = 20.0
@@ -76,6 +86,15 @@ def joint_msg(stamp, positions: dict[str, float]) -> JointState:
     return msg
 
 
+def compressed_msg(stamp, data: bytes, fmt: str = "png") -> CompressedImage:
+    msg = CompressedImage(format=fmt, data=data)
+    msg.header.stamp = stamp
+    return msg
+
+
+SMALL_PNG = cv2.imencode(".png", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
+
+
 class Robot:
     """A fake robot on loopback: publishes cameras and joint states, records the node's output."""
 
@@ -97,13 +116,14 @@ class Robot:
         )
         self.commands: list[tuple[float, object]] = []
         self.statuses: list[DiagnosticArray] = []
+        self.status_times: list[float] = []
+        self.diagnostics: list[tuple[float, DiagnosticArray]] = []
         self.errors: list[str] = []
         trajectory = overrides.get("command_type") == "joint_trajectory"
         command_type = JointTrajectory if trajectory else Float64MultiArray
         self.node.create_subscription(command_type, "commands", self._on_command, 10)
-        self.node.create_subscription(
-            DiagnosticArray, "policy_node/status", self.statuses.append, 50
-        )
+        self.node.create_subscription(DiagnosticArray, "policy_node/status", self._on_status, 50)
+        self.node.create_subscription(DiagnosticArray, DIAGNOSTICS, self._on_diagnostics, 10)
         self.node.create_subscription(Log, "/rosout", self._on_log, 100)
         self.enable_client = self.node.create_client(SetBool, "policy_node/enable")
         self.executor = SingleThreadedExecutor(context=context)  # as main()
@@ -120,6 +140,13 @@ class Robot:
 
     def _on_command(self, msg) -> None:
         self.commands.append((time.monotonic(), msg))
+
+    def _on_status(self, msg: DiagnosticArray) -> None:
+        self.status_times.append(time.monotonic())
+        self.statuses.append(msg)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        self.diagnostics.append((time.monotonic(), msg))
 
     def _on_log(self, msg: Log) -> None:
         if msg.name.endswith("policy_node") and msg.level >= Log.ERROR:
@@ -149,6 +176,9 @@ class Robot:
 
     def status_values(self) -> dict[str, str]:
         return {kv.key: kv.value for kv in self.statuses[-1].status[0].values}
+
+    def status_reasons(self) -> set[str]:
+        return {s.status[0].message for s in self.statuses}
 
     def close(self) -> None:
         self._stop.set()
@@ -262,13 +292,105 @@ def test_missing_inputs_never_give_commands(robot_factory, policy_path):
     assert robot.statuses[-1].status[0].message == "skipped: missing_joint_states"
 
 
+def status_of(array: DiagnosticArray) -> tuple[bytes, str, dict[str, str]]:
+    (status,) = array.status
+    return status.level, status.message, {kv.key: kv.value for kv in status.values}
+
+
+def test_diagnostics_sum_up_each_second_for_the_operator(robot_factory, policy_path):
+    robot = robot_factory(policy_path)
+    robot.start_feeding()
+    # start-up ticks may miss inputs; then a healthy, disabled node reports OK
+    assert wait_for(lambda: robot.diagnostics and status_of(robot.diagnostics[-1][1])[0]
+                    == DiagnosticStatus.OK, 5.0)
+    reported = len(robot.diagnostics)
+    statuses = len(robot.statuses)
+    assert wait_for(lambda: len(robot.diagnostics) >= reported + 2, 3.0)
+    times = [t for t, _ in robot.diagnostics[reported - 1 :]]
+    assert all(0.7 < gap < 1.3 for gap in np.diff(times)), times  # about 1 Hz
+    per_second = (len(robot.statuses) - statuses) / (times[-1] - times[0] + 1.0)
+    assert per_second > 0.6 * RATE_HZ  # ~/status still every tick
+    (status,) = robot.diagnostics[-1][1].status
+    assert status.name == "/policy_node: control loop"
+    assert "CPUExecutionProvider" in status.hardware_id  # what runs the policy
+    level, message, values = status_of(robot.diagnostics[-1][1])
+    assert (level, message) == (DiagnosticStatus.OK, "disabled: computing, not publishing")
+    assert 0.6 * RATE_HZ <= int(values["ticks"]) <= 1.4 * RATE_HZ
+    assert values["computed"] == values["ticks"] and values["published"] == "0"
+    assert values["model_path"] == str(policy_path) and values["enabled"] == "false"
+
+    robot.silent.add("joint_states")  # no command can be made: ERROR
+    assert wait_for(lambda: status_of(robot.diagnostics[-1][1])[0] == DiagnosticStatus.ERROR, 4.0)
+    level, message, values = status_of(robot.diagnostics[-1][1])
+    assert message.startswith("no command in the last") and "stale_joint_states=" in message
+    assert int(values["skipped.stale_joint_states"]) == int(values["ticks"])
+
+
+def test_diagnostics_reach_the_absolute_topic_from_a_namespace(ros_context, policy_path):
+    node = PolicyNode(
+        context=ros_context, namespace="arm", parameter_overrides=parameters(policy_path)
+    )
+    listener = rclpy.create_node("aggregator", context=ros_context)
+    received: list[DiagnosticArray] = []
+    listener.create_subscription(DiagnosticArray, "/diagnostics", received.append, 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(listener)
+    try:
+        deadline = time.monotonic() + 5.0
+        while not received and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        listener.destroy_node()
+    assert received, "nothing on /diagnostics"
+    level, message, _ = status_of(received[0])
+    assert received[0].status[0].name == "/arm/policy_node: control loop"
+    assert level == DiagnosticStatus.ERROR and "missing_left" in message  # no inputs at all
+
+
+@pytest.mark.parametrize(
+    ("counts", "enabled", "level", "message"),
+    [
+        (LoopCounts(30, 30, 30), True, DiagnosticStatus.OK, "publishing commands"),
+        (LoopCounts(30, 30, 0), False, DiagnosticStatus.OK, "disabled: computing, not publishing"),
+        (
+            LoopCounts(30, 20, 20, Counter(stale_left=8, skew=2)),
+            True,
+            DiagnosticStatus.WARN,
+            "publishing commands; skipped 10 of 30: stale_left=8, skew=2",
+        ),
+        (
+            LoopCounts(30, 0, 0, Counter(missing_joint_states=30)),
+            True,
+            DiagnosticStatus.ERROR,
+            "no command in the last 30 ticks: missing_joint_states=30",
+        ),
+        (LoopCounts(), True, DiagnosticStatus.WARN, "no control tick since the last report"),
+    ],
+)
+def test_loop_health_levels(counts, enabled, level, message):
+    assert loop_health(counts, enabled) == (level, message)
+
+
+def test_loop_counts_window():
+    earlier = LoopCounts(10, 8, 8, Counter(stale_left=2))
+    now = LoopCounts(40, 30, 30, Counter(stale_left=5, skew=5))
+    assert now.since(earlier) == LoopCounts(30, 22, 22, Counter(stale_left=3, skew=5))
+    copy = now.copy()
+    now.skipped["skew"] += 1
+    assert copy.skipped["skew"] == 5
+
+
 @pytest.mark.parametrize(
     ("fault", "reason", "logged"),
     [
         ("encoding", "bad_right_image", "unsupported encoding '16UC1'"),
         ("size", "bad_right_image", "expected step*height"),
-        ("joint_names", "bad_joint_states", "lacks joints ['joint_2']"),
+        ("joint_names", "bad_joint_states", "lacks joint(s) ['joint_2']"),
         ("joint_size", "bad_joint_states", "4 positions for 5 names"),
+        ("duplicate_joint", "bad_joint_states", "['joint_0'] occur more than once"),
         ("nan_joint", "nonfinite_joint_states", "not finite"),
     ],
 )
@@ -301,6 +423,16 @@ def test_bad_input_is_logged_skipped_and_survived(
             return msg
 
         robot.joint_factory = short
+    elif fault == "duplicate_joint":
+
+        def repeated(stamp, positions):
+            # a second joint_0, 6 max_step away from the first: no telling which is real
+            msg = joint_msg(stamp, positions)
+            msg.name.append("joint_0")
+            msg.position.append(6 * MAX_STEP)
+            return msg
+
+        robot.joint_factory = repeated
     else:
         robot.joint_positions["joint_1"] = float("nan")
     robot.start_feeding()
@@ -340,6 +472,66 @@ def test_compressed_transport(robot_factory, policy_path):
     assert wait_for(lambda: len(robot.commands) >= 2, 5.0)
 
 
+@pytest.fixture(scope="module")
+def png_bomb() -> bytes:
+    """137 KiB of PNG that decodes to 12000x12000 (432 MB as BGR, seconds of CPU)."""
+    return black_png(12000, 12000)
+
+
+def max_status_gap(robot: Robot, seconds: float) -> float:
+    """The longest pause between ``~/status`` messages over the next ``seconds``."""
+    first = len(robot.status_times)
+    time.sleep(seconds)
+    times = robot.status_times[max(0, first - 1) :]
+    assert len(times) >= 0.5 * seconds * RATE_HZ, times
+    return float(np.diff(times).max())
+
+
+@pytest.mark.parametrize("transport", ["raw", "compressed"])
+def test_oversize_frames_are_refused_unread_and_status_keeps_coming(
+    robot_factory, policy_path, png_bomb, transport
+):
+    if transport == "raw":  # 48x64 frames, a limit one pixel short
+        robot = robot_factory(policy_path, enabled=True, max_image_pixels=48 * 64 - 1)
+        robot.image_factory = lambda camera, stamp: image_msg(
+            stamp, height=48 if camera == "left" else 32, width=64 if camera == "left" else 32
+        )
+        good_factory = lambda camera, stamp: image_msg(stamp, height=32, width=32)  # noqa: E731
+    else:  # the default limit against a PNG bomb on the left camera
+        robot = robot_factory(policy_path, enabled=True, image_transport="compressed")
+        robot.image_factory = lambda camera, stamp: compressed_msg(
+            stamp, png_bomb if camera == "left" else SMALL_PNG
+        )
+        good_factory = lambda camera, stamp: compressed_msg(stamp, SMALL_PNG)  # noqa: E731
+    robot.start_feeding()
+    assert wait_for(lambda: robot.policy.skip_counts.get("oversize_left_image", 0) >= 5, 10.0)
+    assert max_status_gap(robot, 1.0) < 0.3
+    assert robot.statuses[-1].status[0].message == "skipped: oversize_left_image"
+    assert robot.commands == []
+    size = "64x48 image has 3072" if transport == "raw" else "12000x12000 image has 144000000"
+    assert wait_for(
+        lambda: any(size in e and "max_image_pixels" in e for e in robot.errors), 3.0
+    ), robot.errors
+    robot.image_factory = good_factory
+    assert wait_for(lambda: len(robot.commands) >= 2, 5.0)
+
+
+def test_a_slow_frame_does_not_hold_up_the_control_loop(robot_factory, policy_path):
+    """A 25 MP PNG (allowed here) takes about half a second to decode, over and over."""
+    large = black_png(5000, 5000)
+    robot = robot_factory(
+        policy_path, enabled=True, image_transport="compressed", max_image_pixels=25_000_000
+    )
+    robot.image_factory = lambda camera, stamp: compressed_msg(
+        stamp, large if camera == "left" else SMALL_PNG
+    )
+    robot.start_feeding()
+    # a decoded large frame is already older than max_sensor_age when it lands
+    assert wait_for(lambda: robot.policy.skip_counts.get("stale_left", 0) >= 1, 10.0)
+    assert max_status_gap(robot, 1.5) < 0.3  # one tick every 50 ms meanwhile
+    assert robot.commands == []
+
+
 @pytest.mark.slow
 def test_real_lapo_policy_runs_in_the_node(robot_factory, tmp_path):
     """A MultimodalLatent's greedy policy, exported to ONNX, drives the node."""
@@ -371,6 +563,7 @@ def test_real_lapo_policy_runs_in_the_node(robot_factory, tmp_path):
         ({"rate_hz": 0.0}, ParameterError, "'rate_hz' must be > 0"),
         ({"image_transport": "theora"}, ParameterError, "'image_transport'"),
         ({"joint_names": [1, 2, 3, 4]}, ParameterError, "'joint_names' must be a list of str"),
+        ({"max_image_pixels": 0}, ParameterError, "'max_image_pixels' must be > 0"),
     ],
 )
 def test_refuses_to_start_on_bad_parameters(ros_context, policy_path, overrides, error, message):
@@ -384,17 +577,68 @@ def test_refuses_a_model_without_metadata(ros_context, tmp_path):
         PolicyNode(context=ros_context, parameter_overrides=parameters(bare))
 
 
-def test_main_exits_1_with_a_clear_error(tmp_path):
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"joint_names": ["joint_0", "joint_1", "joint_2", "joint_0"]}, "metadata joint_names"),
+        ({"action_names": ["joint_0", "joint_1", "joint_1", "joint_3"]}, "metadata action_names"),
+    ],
+)
+def test_refuses_policy_metadata_with_repeated_joint_names(
+    ros_context, tmp_path, changes, message
+):
+    metadata = make_metadata(4, 4, (32, 32))
+    path = replace_metadata(
+        write_onnx_policy(tmp_path / "p.onnx", metadata), metadata_with(metadata, **changes)
+    )
+    with pytest.raises(PolicyRuntimeError, match=f"p.onnx: {message}: .* occur more than once"):
+        PolicyNode(context=ros_context, parameter_overrides=parameters(path))
+
+
+def run_main(*arguments: str) -> subprocess.CompletedProcess:
     root = str(Path(__file__).resolve().parents[1])
-    result = subprocess.run(
-        [sys.executable, "-m", "lapo_ros.policy_node", "--ros-args", "-p", "rate_hz:=30.0"],
+    return subprocess.run(
+        [sys.executable, "-m", "lapo_ros.policy_node", *arguments],
         capture_output=True,
         text=True,
         timeout=60,
         env={**os.environ, "PYTHONPATH": root},
     )
+
+
+def test_main_exits_1_with_a_clear_error(tmp_path):
+    result = run_main("--ros-args", "-p", "rate_hz:=30.0")
     assert result.returncode == 1
     assert "cannot start: parameter 'model_path' is required" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("graph", "changes", "message"),
+    [
+        # the graph outputs 14 actions, the metadata claims 16
+        (
+            PolicyMetadata([f"j{i}" for i in range(16)], [32, 32], 14, 16),
+            {"action_dim": 16, "action_names": [f"j{i}" for i in range(16)]},
+            r"graph 'action' is tensor\(float\) \['B', 14\], but the metadata's action_dim 16",
+        ),
+        (make_metadata(4, 4), {"joint_names": "joint_0"}, "metadata joint_names must be a list"),
+        (
+            make_metadata(4, 4),
+            {"joint_names": ["joint_0", "joint_1", "joint_2", "joint_0"]},
+            r"metadata joint_names: joint name\(s\) \['joint_0'\] occur more than once",
+        ),
+    ],
+)
+def test_main_refuses_a_bad_policy_file_in_one_line(tmp_path, graph, changes, message):
+    path = replace_metadata(
+        write_onnx_policy(tmp_path / "bad.onnx", graph), metadata_with(graph, **changes)
+    )
+    result = run_main(*ros_arguments(path))
+    assert result.returncode == 1, result.stderr
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    (line,) = [line for line in output.splitlines() if "cannot start" in line]
+    assert re.search(f"cannot start: {re.escape(str(path))}: {message}", line), line
 
 
 def ros_arguments(policy_path) -> list[str]:
@@ -407,9 +651,18 @@ def ros_arguments(policy_path) -> list[str]:
     return arguments
 
 
+@pytest.fixture
+def signal_handlers_kept():
+    """``main`` takes over SIGINT/SIGTERM for the whole process: give them back to pytest."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
 @pytest.mark.parametrize("shut_down", [True, False])
 def test_main_treats_a_failure_after_ctrl_c_at_start_up_as_a_clean_stop(
-        policy_path, monkeypatch, shut_down):
+        policy_path, monkeypatch, signal_handlers_kept, shut_down):
     import lapo_ros.policy_node as policy_node
 
     def executor_after_signal():
@@ -426,7 +679,8 @@ def test_main_treats_a_failure_after_ctrl_c_at_start_up_as_a_clean_stop(
     assert not rclpy.ok()
 
 
-def test_main_spins_and_stops_cleanly_on_ctrl_c(policy_path):
+def start_node_process(policy_path) -> subprocess.Popen:
+    """``python -m lapo_ros.policy_node`` on ``policy_path``, returned once it spins."""
     root = str(Path(__file__).resolve().parents[1])
     command = [sys.executable, "-m", "lapo_ros.policy_node", *ros_arguments(policy_path)]
     process = subprocess.Popen(
@@ -436,15 +690,47 @@ def test_main_spins_and_stops_cleanly_on_ctrl_c(policy_path):
         text=True,
         env={**os.environ, "PYTHONPATH": root},
     )
-    try:
-        lines = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "disabled (computing" not in "".join(lines):
-            lines.append(process.stdout.readline())
-        assert "disabled (computing" in "".join(lines), lines
-        process.send_signal(signal.SIGINT)
-        returncode = process.wait(timeout=15)
-        assert returncode == 0, "".join(lines) + process.stdout.read()
-    finally:
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "disabled (computing" not in "".join(lines):
+        lines.append(process.stdout.readline())
+    if "disabled (computing" not in "".join(lines):
         process.kill()
-        process.wait()
+        raise AssertionError("".join(lines) + process.communicate()[0])
+    return process
+
+
+SIGINT, SIGTERM = signal.SIGINT, signal.SIGTERM
+
+
+def test_main_stops_cleanly_however_many_signals_come(policy_path):
+    """A second signal during shutdown (ros2 launch forwards one, supervisors escalate) is a
+    race with the cleanup: each case runs the node anew, signals sent right after start-up
+    or while it spins, a few milliseconds apart."""
+    cases = [
+        # (wait before the first signal [s], signals, gap between them [s])
+        (0.3, [SIGINT], 0.0),
+        (0.3, [SIGTERM], 0.0),
+        (0.0, [SIGINT, SIGINT], 0.0),
+        (0.0, [SIGINT, SIGINT], 0.003),
+        (0.3, [SIGINT, SIGINT], 0.0),
+        (0.3, [SIGINT, SIGINT], 0.003),
+        (0.3, [SIGINT, SIGINT], 0.02),
+        (0.3, [SIGINT, SIGTERM, SIGINT], 0.005),
+    ]
+    for pause, signals, gap in cases:
+        process = start_node_process(policy_path)
+        try:
+            time.sleep(pause)
+            for signum in signals:
+                process.send_signal(signum)
+                time.sleep(gap)
+            output = process.communicate(timeout=15)[0]
+        finally:
+            process.kill()
+            process.wait()
+        names = [signum.name for signum in signals]
+        case = f"{names} after {pause} s, {gap} s apart: exit code {process.returncode}"
+        assert process.returncode == 0, f"{case}\n{output}"
+        for noise in ("Traceback", "KeyboardInterrupt", "Exception ignored"):
+            assert noise not in output, f"{case}\n{output}"
