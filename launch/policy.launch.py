@@ -4,7 +4,9 @@ Arguments: ``model_path`` (required), ``params_file`` (default: the installed
 config/policy.yaml), ``namespace``, and one per topic to remap, e.g.
 ``left_image:=/cam_left/color/image_raw joint_states:=/robot/joint_states``.
 A camera argument names the raw topic; with ``image_transport: compressed`` the node
-subscribes to ``<that topic>/compressed``.
+subscribes to ``<that topic>/compressed``. ``diagnostics`` redirects the node's
+``/diagnostics`` output (absolute, as diagnostic_updater's, so aggregators hear a
+namespaced node too).
 """
 
 from launch import LaunchDescription
@@ -20,8 +22,12 @@ CAMERA_REMAPPINGS = {
 }
 """Launch argument -> the node's camera topic (its ``/compressed`` twin follows)."""
 
-TOPIC_REMAPPINGS = {"joint_states": "joint_states", "commands": "commands"}
-"""Launch argument -> the node's joint state input and command output topics."""
+TOPIC_REMAPPINGS = {
+    "joint_states": "joint_states",
+    "commands": "commands",
+    "diagnostics": "/diagnostics",
+}
+"""Launch argument -> the node's joint state input, command and diagnostics output topics."""
 
 
 def generate_launch_description() -> LaunchDescription:

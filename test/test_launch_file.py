@@ -15,7 +15,7 @@ from rclpy.parameter import Parameter
 from synthetic_policy import make_metadata, write_onnx_policy
 
 from lapo_ros.node_parameters import DESCRIPTIONS
-from lapo_ros.policy_node import COMMANDS, JOINT_STATES, PolicyNode, camera_topic
+from lapo_ros.policy_node import COMMANDS, DIAGNOSTICS, JOINT_STATES, PolicyNode, camera_topic
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "policy.launch.py"
@@ -60,7 +60,9 @@ def test_launch_file_declares_its_arguments(launch_tree):
     # one argument per remapped topic, declared in the remapping loop
     (loop,) = [n for n in ast.walk(launch_tree) if isinstance(n, ast.For)]
     assert [c.args[0].id for c in calls(loop, "DeclareLaunchArgument")] == [loop.target.elts[0].id]
-    assert remapped == {"left_image", "right_image", "global_image", "joint_states", "commands"}
+    assert remapped == {
+        "left_image", "right_image", "global_image", "joint_states", "commands", "diagnostics"
+    }
     model_path = declared_by_name["model_path"]
     assert "default_value" not in {k.arg for k in model_path.keywords}  # required
     functions = [n.name for n in launch_tree.body if isinstance(n, ast.FunctionDef)]
@@ -93,7 +95,8 @@ def test_remapped_topics_are_the_nodes_topics(launch_tree):
     for camera in ("left", "right", "global"):
         # the compressed topic is the raw one + "/compressed", which the launch file remaps
         assert camera_topic(camera, "compressed") == camera_topic(camera, "raw") + "/compressed"
-    assert sorted(topics.values()) == sorted([JOINT_STATES, COMMANDS])
+    assert sorted(topics.values()) == sorted([JOINT_STATES, COMMANDS, DIAGNOSTICS])
+    assert topics["diagnostics"] == "/diagnostics"  # where aggregators listen
 
 
 def test_yaml_keys_are_the_node_parameters():
