@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from lapo_ros.lapo import distributed
@@ -22,9 +22,18 @@ REPO = Path(__file__).resolve().parents[1]
 WORLD = 2
 
 
+def _gloo_threads() -> list[str]:
+    """Names of this process's gloo threads (Linux: /proc/self/task/*/comm)."""
+    names = [(task / "comm").read_text().strip() for task in Path("/proc/self/task").iterdir()]
+    return [name for name in names if "gloo" in name]
+
+
 def _two_optimizer_worker(rank: int, init_file: str, results: str) -> None:
     """Each rank: its own data, two optimizers (one network in two losses, as LAPO)."""
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    # a file rendezvous (no port to clash with concurrent runs); a dead peer fails the other
+    # rank in a minute instead of gloo's default 30
+    distributed.init_process_group(backend="gloo", init_method=f"file://{init_file}", rank=rank,
+                                   world_size=WORLD, timeout=timedelta(seconds=60))
     context = distributed.DistributedContext(rank=rank, world_size=WORLD)
     torch.manual_seed(100 + rank)  # different initial weights: broadcast must fix them
     encoder, head = torch.nn.Linear(3, 4), torch.nn.Linear(4, 1)
@@ -41,6 +50,8 @@ def _two_optimizer_worker(rank: int, init_file: str, results: str) -> None:
         loss_of(encoder(x)).backward()
         optimizer.step()
     drift = distributed.parameter_drift([encoder, head], context)
+    threads_in_use = _gloo_threads()
+    distributed.shutdown_distributed(context)
     torch.save(
         {
             "state": {
@@ -48,10 +59,10 @@ def _two_optimizer_worker(rank: int, init_file: str, results: str) -> None:
                 **{f"head.{k}": v for k, v in head.state_dict().items()},
             },
             "drift": drift,
+            "gloo_threads": (threads_in_use, _gloo_threads()),
         },
         f"{results}.{rank}",
     )
-    dist.destroy_process_group()
 
 
 def _single_process_reference() -> dict[str, torch.Tensor]:
@@ -89,6 +100,10 @@ def test_gradients_are_averaged_before_every_optimizer_step(tmp_path):
         assert outcome[rank]["drift"] == 0.0
         for key, value in expected.items():
             torch.testing.assert_close(outcome[rank]["state"][key], value, rtol=0, atol=1e-6)
+        # the group ends at shutdown, not in interpreter exit, racing the other rank's exit
+        in_use, after_shutdown = outcome[rank]["gloo_threads"]
+        assert in_use and not after_shutdown, f"rank {rank}: gloo threads {after_shutdown} " \
+            "outlived shutdown_distributed: something still references the process group"
 
 
 @pytest.mark.slow

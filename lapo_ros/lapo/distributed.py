@@ -34,13 +34,27 @@ class DistributedContext:
         return self.rank == 0
 
 
+def init_process_group(**kwargs) -> None:
+    """``dist.init_process_group`` such that ``destroy_process_group`` really ends the group.
+
+    torch.distributed.nn's collectives take ``group=group.WORLD`` as a default argument,
+    evaluated on import, and torch._dynamo imports that module with the first optimizer.
+    Imported after the group exists, the defaults keep it alive past destroy_process_group:
+    its gloo threads and sockets then last into interpreter shutdown and race the other
+    ranks' exit there. Imported before, the defaults are None.
+    """
+    import torch._dynamo  # noqa: F401  (imports torch.distributed.nn)
+
+    dist.init_process_group(**kwargs)
+
+
 def init_distributed(device_type: str) -> DistributedContext:
     """Join the ``torchrun`` job described by the environment (nccl on CUDA, else gloo)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistributedContext()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     return DistributedContext(
         rank=dist.get_rank(),
         world_size=dist.get_world_size(),
