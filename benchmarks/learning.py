@@ -6,12 +6,15 @@ MSE regression (``lapo_ros.lapo.bc``). Two datasets of scripted demonstrations:
 ``expert`` (expert only) and ``heterogeneous`` (expert, noisy and wrong-target, the mix
 of the demo). Each policy is run in closed loop in the sim (in-process, no DDS, for speed)
 on target layouts unseen in training; the scripted expert on the same layouts is the
-baseline of the run. Targets (issue 8): heterogeneous LAPO >= 1.3x BC and >= 0.8x expert;
-expert-data LAPO no worse than BC.
+baseline of the run. LAPO runs with the ``agent:`` section of ``--config`` (default: the
+shipped ``config/train.yaml``, i.e. the defaults users get), ``--lapo-set`` on top for an
+ablation. Targets (issue 15): heterogeneous LAPO >= 1.3x BC and >= 0.8x expert; expert-data
+LAPO no worse than BC.
 
-    python benchmarks/learning.py [--quick] [--out FILE.md] [--seeds 3] [--steps 600]
+    python benchmarks/learning.py [--quick] [--out FILE.md] [--seeds 3] [--steps 1000]
                                   [--episodes 80] [--datasets expert heterogeneous]
-                                  [--progress-scale 1.0] [--lapo-set KEY=VALUE ...]
+                                  [--config config/train.yaml] [--lapo-set KEY=VALUE ...]
+                                  [--progress-scale 1.0]
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from lapo_ros.demo.demonstrations import DemoMix, iter_demonstrations  # noqa: E402
-from lapo_ros.demo.pipeline import SHORT_RUN_AGENT, expert_success  # noqa: E402
+from lapo_ros.demo.pipeline import expert_success  # noqa: E402
 from lapo_ros.hdf5_layout import write_episodes  # noqa: E402
 from lapo_ros.sim import JOINT_NAMES, DualArmReachEnv, SimConfig  # noqa: E402
 from lapo_ros.sim.task import TaskConfig  # noqa: E402
@@ -43,6 +46,7 @@ DATASETS = {
 # heterogeneous without its wrong-target share: an oracle-filtered reference (opt-in)
 REFERENCE_DATASETS = {"successful": {"expert": 0.3, "noisy": 0.15}}
 EVAL_SEED = 10_000
+SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / "config" / "train.yaml"
 
 
 def make_dataset(path: Path, fractions: dict[str, float], episodes: int, sim: SimConfig,
@@ -55,7 +59,7 @@ def make_dataset(path: Path, fractions: dict[str, float], episodes: int, sim: Si
 
 
 def train_agent(algo: str, data: Path, sim: SimConfig, steps: int, batch_size: int,
-                seed: int, device: str, lapo_options: dict | None = None):
+                seed: int, device: str, lapo_options: dict):
     from lapo_ros.lapo import MultimodalLatent, MultimodalReplayBuffer
     from lapo_ros.lapo.bc import BehaviorCloning
 
@@ -63,9 +67,9 @@ def train_agent(algo: str, data: Path, sim: SimConfig, steps: int, batch_size: i
     buffer = MultimodalReplayBuffer(16, 16, device, image_size=size, seed=seed,
                                     images_in_memory=True)
     buffer.load_from_hdf5(data)
-    if algo == "lapo":  # the demo's short-run settings (lapo_ros.demo.pipeline)
+    if algo == "lapo":
         agent = MultimodalLatent(16, replay_buffer=buffer, device=device, image_size=size,
-                                 seed=seed, **{**SHORT_RUN_AGENT, **(lapo_options or {})})
+                                 seed=seed, **lapo_options)
     else:
         agent = BehaviorCloning(16, replay_buffer=buffer, device=device, image_size=size,
                                 seed=seed)
@@ -105,12 +109,29 @@ def target_notes(means: dict[tuple[str, str], float], expert: float) -> list[str
     return notes
 
 
+def lapo_settings(config: Path, changes: dict) -> dict:
+    """The ``agent:`` section of a training config with ``changes`` on top (``seed`` and
+    ``image_size`` are the benchmark's)."""
+    from lapo_ros.lapo.train_config import read_yaml_settings
+
+    agent = dict(read_yaml_settings(config).get("agent") or {})
+    return {k: v for k, v in {**agent, **changes}.items() if k not in ("seed", "image_size")}
+
+
 def lapo_option(text: str) -> tuple[str, object]:
     """``KEY=VALUE`` (VALUE read as YAML) -> (key, value); the agent checks the key."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, yaml.safe_load(value)
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the repository when inside it (the shipped config reads as such)."""
+    try:
+        return str(path.resolve().relative_to(SHIPPED_CONFIG.parents[1]))
+    except ValueError:
+        return str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,9 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress-scale", type=float, default=TaskConfig.progress_scale,
                         help="reward per metre of approach to the red target (default "
                         "%(default)s; the outcome's reward is +-1)")
+    parser.add_argument("--config", type=Path, default=SHIPPED_CONFIG,
+                        help="training config whose agent: section LAPO runs with (default: "
+                        "the shipped config/train.yaml)")
     parser.add_argument("--lapo-set", type=lapo_option, action="append", default=[],
-                        metavar="KEY=VALUE", help="override one SHORT_RUN_AGENT setting "
-                        "(LAPOConfig field) for an ablation, e.g. advantage_baseline=value")
+                        metavar="KEY=VALUE", help="override one agent setting (LAPOConfig "
+                        "field) for an ablation, e.g. encoder_action_weight=0")
     parser.add_argument("--datasets", nargs="+", choices=sorted({**DATASETS,
                                                                  **REFERENCE_DATASETS}),
                         default=list(DATASETS), help="datasets to run (default: expert and "
@@ -135,13 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from lapo_ros.lapo.config import LAPOConfig
 
-    try:  # a misspelt or invalid --lapo-set fails here, not after the first BC runs
-        LAPOConfig.from_overrides({**SHORT_RUN_AGENT, **dict(args.lapo_set)}, owner="--lapo-set")
+    try:  # a misspelt or invalid setting fails here, not after the first BC runs
+        lapo_options = lapo_settings(args.config, dict(args.lapo_set))
+        LAPOConfig.from_overrides(lapo_options, owner=f"{args.config} agent + --lapo-set")
     except (TypeError, ValueError) as error:
         parser.error(str(error))
     quick = {"seeds": 1, "steps": 4, "episodes": 6, "eval_episodes": 2, "image_size": 32,
              "batch_size": 8}
-    full = {"seeds": 3, "steps": 600, "episodes": 80, "eval_episodes": 50, "image_size": 32,
+    full = {"seeds": 3, "steps": 1000, "episodes": 80, "eval_episodes": 50, "image_size": 32,
             "batch_size": 32}
     sizes = dict(quick if args.quick else full)
     for key in ("seeds", "steps", "episodes", "eval_episodes", "image_size"):
@@ -171,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 for seed in range(sizes["seeds"]):
                     begin = time.perf_counter()
                     agent = train_agent(algo, data, sim, sizes["steps"], sizes["batch_size"],
-                                        seed, device, dict(args.lapo_set))
+                                        seed, device, lapo_options)
                     seconds.append(time.perf_counter() - begin)
                     success, blue, distance = closed_loop_success(agent, sim,
                                                                   sizes["eval_episodes"])
@@ -201,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{sizes['batch_size']} at {sizes['image_size']} px, {sizes['seeds']} seed(s), "
         f"reward per metre of progress {args.progress_scale:g} (outcome +-1), device "
         f"{device}; total {(time.perf_counter() - started) / 60:.1f} min.",
-        *([f"LAPO settings changed from SHORT_RUN_AGENT: {dict(args.lapo_set)}."]
-          if args.lapo_set else []),
+        f"LAPO: the agent section of {display_path(args.config)}"
+        + (f", changed by --lapo-set: {dict(args.lapo_set)}." if args.lapo_set else
+           " (no --lapo-set)."),
         *target_notes(means, expert),
     ]
     emit([table], args.out)

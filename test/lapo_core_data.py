@@ -25,8 +25,6 @@ class ArrayTransitions:
         next_joint: np.ndarray,
         not_done: np.ndarray,
         seed: int = 0,
-        return_to_go: np.ndarray | None = None,
-        episode: np.ndarray | None = None,
     ) -> None:
         self.arrays = {
             "image": image.astype(np.uint8),
@@ -37,10 +35,6 @@ class ArrayTransitions:
             "next_joint": next_joint.astype(np.float32),
             "not_done": not_done.reshape(-1, 1).astype(np.float32),
         }
-        if return_to_go is not None:
-            self.arrays["return_to_go"] = return_to_go.reshape(-1, 1).astype(np.float32)
-        if episode is not None:
-            self.arrays["episode"] = episode.reshape(-1, 1).astype(np.int64)
         self.image_size = int(image.shape[-1])
         self.rng = np.random.default_rng(seed)
         self.statistics = DatasetStatistics(
@@ -71,10 +65,8 @@ def random_transitions(
     joint_dim: int = 16,
     action_dim: int = 16,
     seed: int = 0,
-    return_to_go: float | None = None,
 ) -> ArrayTransitions:
-    """Random images/joints/actions with rewards in [0, 1] and some terminal steps;
-    ``return_to_go``: that value as every transition's Monte-Carlo return (else none)."""
+    """Random images/joints/actions with rewards in [0, 1] and some terminal steps."""
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, size=(n, 9, image_size, image_size), dtype=np.uint8)
     joint = rng.normal(0.5, 2.0, size=(n, joint_dim)).astype(np.float32)
@@ -90,7 +82,6 @@ def random_transitions(
         np.roll(joint, -1, axis=0),
         not_done,
         seed=seed,
-        return_to_go=None if return_to_go is None else np.full(n, return_to_go, np.float32),
     )
 
 

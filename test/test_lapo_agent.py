@@ -34,6 +34,7 @@ METRICS = {
     "advantage_mean",
     "positive_advantage_share",
     "encoder_grad_norm",
+    "encoder_action_loss",
     "step",
 }
 
@@ -383,140 +384,30 @@ def test_pretrained_weights_come_from_a_local_file_and_are_not_needed_to_reload(
     )
 
 
-def test_encoder_action_head_is_opt_in_and_keeps_the_optimizer_contract(tmp_path):
-    assert make_agent().critic.action_net is None  # default: the seed's pure critic-led encoder
-    agent = make_agent(encoder_action_weight=1.0)
+def test_critic_action_head_belongs_to_the_critic_optimizer_and_can_be_off(tmp_path):
+    """The action head is part of the critic: stepped with the critic and the encoder by
+    the critic optimizer only; encoder_action_weight=0 is the seed's pure TD encoder."""
+    agent = make_agent()
     encoder = {id(p) for p in agent.obs_encoder.parameters()}
     head = {id(p) for p in agent.critic.action_net.parameters()}
     held = {id(p) for g in agent.critic_optimizer.param_groups for p in g["params"]}
     assert held == encoder | {id(p) for p in agent.critic.parameters()} and head <= held
-    vae_before = snapshot(agent.obs_encoder)
-    hooks = []
-
-    def unchanged(*_):
-        hooks.append(not differs(vae_before, snapshot(agent.obs_encoder)))
-
-    def remember(*_):
-        vae_before.update(snapshot(agent.obs_encoder))
-
-    for optimizer in (agent.actorvae_optimizer, agent.actor_optimizer):
-        optimizer.register_step_pre_hook(remember)
-        optimizer.register_step_post_hook(unchanged)
     head_before = snapshot(agent.critic.action_net)
     metrics = agent.train(iterations=2, batch_size=4)
-    assert set(metrics) == METRICS | {"encoder_action_loss"}
     assert np.isfinite(metrics["encoder_action_loss"])
     assert differs(head_before, snapshot(agent.critic.action_net))
-    assert hooks and all(hooks), "the VAE and actor steps must not change the encoder"
-    agent.save(tmp_path / "aux.pt")
-    restored = MultimodalLatent.from_checkpoint(tmp_path / "aux.pt", device="cpu")
-    assert restored.config.encoder_action_weight == 1.0
-    assert not differs(snapshot(agent.critic), snapshot(restored.critic))
+
+    pure = make_agent(encoder_action_weight=0.0)
+    assert pure.critic.action_net is None
+    assert set(pure.train(iterations=1, batch_size=4)) == METRICS - {"encoder_action_loss"}
+    pure.save(tmp_path / "pure.pt")
+    restored = MultimodalLatent.from_checkpoint(tmp_path / "pure.pt", device="cpu")
+    assert restored.config.encoder_action_weight == 0.0 and restored.critic.action_net is None
+    assert not differs(snapshot(pure.critic), snapshot(restored.critic))
+    with pytest.raises(ValueError, match="encoder_action_weight"):
+        make_agent(encoder_action_weight=-1.0)
 
 
-def trained_critic(steps: int = 2, return_to_go: float | None = None, **overrides):
-    data = random_transitions(n=24, image_size=32, return_to_go=return_to_go)
-    agent = make_agent(data, **overrides)
-    metrics = agent.train(iterations=steps, batch_size=4)
-    return snapshot(agent.critic), metrics
-
-
-def test_monte_carlo_returns_are_opt_in_and_set_the_critic_target():
-    default, _ = trained_critic(return_to_go=7.0)
-    # unknown returns (timed-out episodes, NaN) leave the one-step TD target as it is
-    unknown, _ = trained_critic(return_to_go=float("nan"), return_mix=1.0)
-    assert not differs(default, unknown)
-    below, _ = trained_critic(return_to_go=-50.0, return_lower_bound=True)
-    assert not differs(default, below)  # a lower bound under every TD target changes nothing
-    # return_mix=1: the Q target is the recorded return; the lower bound lifts TD up to it
-    mixed, metrics = trained_critic(return_to_go=7.0, return_mix=1.0)
-    assert differs(default, mixed)
-    assert metrics["target_q_mean"] == pytest.approx(7.0)
-    _, metrics = trained_critic(return_to_go=7.0, return_lower_bound=True)
-    assert metrics["target_q_mean"] == pytest.approx(7.0)
-    _, metrics = trained_critic(return_to_go=7.0, return_mix=0.5)
-    assert 3.5 < metrics["target_q_mean"] < 7.0
-
-
-def test_monte_carlo_returns_need_matching_data():
-    agent = make_agent(return_mix=0.5)
-    with pytest.raises(ValueError, match="return_to_go"):
-        agent.train(iterations=1, batch_size=4)  # random_transitions without returns
-    buffer = random_transitions(n=24, image_size=32, return_to_go=1.0)
-    buffer.discount = 0.9
-    with pytest.raises(ValueError, match="discount=0.99"):
-        make_agent(buffer, return_lower_bound=True)
-    with pytest.raises(ValueError, match="return_mix"):
-        make_agent(return_mix=1.5)
-
-
-def test_advantage_weightings():
-    advantage = torch.tensor([[-1.0], [0.0], [1.0], [30.0]])
-    expectile = make_agent(expectile=0.8)._advantage_weight(advantage)
-    torch.testing.assert_close(expectile, torch.tensor([[0.2], [0.2], [0.8], [0.8]]))
-    agent = make_agent(advantage_weighting="exponential", advantage_beta=4.0)
-    scale = advantage.std()
-    expected = torch.exp(4.0 * advantage / scale).clamp(max=20.0)
-    torch.testing.assert_close(agent._advantage_weight(advantage), expected)
-    assert agent._advantage_weight(advantage)[3, 0] == 20.0  # clipped
-    with pytest.raises(ValueError, match="advantage_weighting"):
-        make_agent(advantage_weighting="softmax")
-    with pytest.raises(ValueError, match="weighted_encoder_action"):
-        make_agent(weighted_encoder_action=True)  # needs the action head
-
-
-def test_weighted_encoder_action_head_changes_only_what_shapes_the_encoder():
-    plain, _ = trained_critic(encoder_action_weight=1.0)
-    weighted, metrics = trained_critic(encoder_action_weight=1.0, weighted_encoder_action=True,
-                                       advantage_weighting="exponential")
-    assert differs(plain, weighted) and np.isfinite(metrics["encoder_action_loss"])
-
-
-def episode_data(episode: int, return_to_go: float = 7.0):
-    """random_transitions whose transitions all belong to episode ``episode``."""
-    data = random_transitions(n=24, image_size=32, return_to_go=return_to_go)
-    data.arrays["episode"] = np.full((24, 1), episode, dtype=np.int64)
-    return data
-
-
-def constant_output(net: torch.nn.Module, value: float) -> None:
-    """Make an MLP output ``value`` for every input (last layer: zero weights)."""
-    with torch.no_grad():
-        net[-1].weight.zero_()
-        net[-1].bias.fill_(value)
-
-
-@pytest.mark.parametrize("episode", [0, 1, 3])
-def test_joint_baseline_fits_its_fold_and_scores_the_other(episode):
-    """advantage_baseline='joint', 2 folds: a transition of episode e fits baseline
-    network e mod 2 only, and its advantage subtracts the other network's value."""
-    agent = make_agent(episode_data(episode), advantage_baseline="joint", return_mix=1.0)
-    nets = agent.critic.baseline_nets
-    own, other = nets[episode % 2], nets[1 - episode % 2]
-    constant_output(own, 1.0)
-    constant_output(other, 2.0)
-    own_before, other_before = snapshot(own), snapshot(other)
-    metrics = agent.train(iterations=1, batch_size=8)
-    assert differs(own_before, snapshot(own))
-    assert not differs(other_before, snapshot(other))
-    # return_mix=1: the Q estimate is the recorded return 7.0; the baseline fits it
-    assert metrics["advantage_mean"] == pytest.approx(7.0 - 2.0)
-    assert metrics["baseline_loss"] == pytest.approx((7.0 - 1.0) ** 2)
-
-
-def test_joint_baseline_is_opt_in_and_needs_episode_indices(tmp_path):
-    assert make_agent().critic.baseline_nets is None  # default checkpoints keep their keys
-    agent = make_agent(advantage_baseline="joint")
-    with pytest.raises(ValueError, match="batch.episode"):
-        agent.train(iterations=1, batch_size=4)  # random_transitions carry no episodes
-    single = make_agent(advantage_baseline="joint", baseline_folds=1)
-    assert np.isfinite(single.train(iterations=1, batch_size=4)["baseline_loss"])
-    for bad in ({"advantage_baseline": "median"}, {"baseline_folds": 0}):
-        with pytest.raises(ValueError, match=next(iter(bad))):
-            make_agent(**bad)
-    agent = make_agent(episode_data(2), advantage_baseline="joint", baseline_folds=3)
-    agent.train(iterations=1, batch_size=4)
-    agent.save(tmp_path / "baseline.pt")
-    restored = MultimodalLatent.from_checkpoint(tmp_path / "baseline.pt", device="cpu")
-    assert len(restored.critic.baseline_nets) == 3
-    assert not differs(snapshot(agent.critic), snapshot(restored.critic))
+def test_options_of_the_removed_short_run_preset_are_named_as_unknown():
+    with pytest.raises(TypeError, match="unknown option.*return_mix"):
+        make_agent(return_mix=1.0)

@@ -30,8 +30,8 @@ def statistics(joint_dim: int = 3, action_dim: int = 2) -> DatasetStatistics:
     return DatasetStatistics(
         joint_mean=np.linspace(-1, 1, joint_dim).astype(np.float32),
         joint_std=np.array([2.0] + [0.0] * (joint_dim - 1), dtype=np.float32),
-        action_mean=np.zeros(action_dim, np.float32),
-        action_std=np.ones(action_dim, np.float32),
+        action_mean=np.array([2.0] + [5.0] * (action_dim - 1), dtype=np.float32),
+        action_std=np.array([4.0] + [0.0] * (action_dim - 1), dtype=np.float32),
         action_min=np.array([-2.0] + [5.0] * (action_dim - 1), dtype=np.float32),
         action_max=np.array([6.0] + [5.0] * (action_dim - 1), dtype=np.float32),
         reward_min=0.0,
@@ -131,11 +131,10 @@ def test_heads_shapes_and_bounds():
     actor = Actor(16, 6, max_latent_action=2.0, hidden_dims=(32, 32))
     latent = actor(feature)
     assert latent.shape == (64, 6) and latent.abs().max() <= 2.0
-    vae = ActorVAE(16, 3, 6, max_latent_action=2.0, max_action=1.5, hidden_dims=(32, 32))
+    vae = ActorVAE(16, 3, 6, max_latent_action=2.0, hidden_dims=(32, 32))
     action = torch.rand(64, 3) * 3 - 1.5
     reconstruction, z, mean, log_var = vae(feature, action)
     assert reconstruction.shape == (64, 3) and z.shape == mean.shape == log_var.shape == (64, 6)
-    assert reconstruction.abs().max() <= 1.5
     generator = torch.Generator().manual_seed(7)
     sampled = vae.decode(feature, generator=generator)
     generator.manual_seed(7)
@@ -158,13 +157,17 @@ def test_joint_normalizer_uses_mean_std_with_a_floor():
     assert torch.isfinite(normalizer(torch.tensor([[0.0, 0.1, 1.1]]))).all()
 
 
-def test_action_scaler_maps_the_data_range_onto_max_action():
-    scaler = ActionScaler(statistics(), action_dim=2, max_action=1.5)
+def test_action_scaler_z_scores_and_clips_to_the_recorded_range():
+    scaler = ActionScaler(statistics(), action_dim=2)
     action = torch.tensor([[-2.0, 5.0], [6.0, 5.0], [2.0, 5.0]])
     normalized = scaler.normalize(action)
-    torch.testing.assert_close(normalized, torch.tensor([[-1.5, 0.0], [1.5, 0.0], [0.0, 0.0]]))
+    # mean 2, std 4 on the first joint; the constant second joint (std 0) maps to 0
+    torch.testing.assert_close(normalized, torch.tensor([[-1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]))
     torch.testing.assert_close(scaler(normalized), action)
-    assert set(scaler.state_dict()) == {"center", "half_range"}
+    # beyond the recorded range [-2, 6] x [5, 5] the robot-unit action is clipped
+    torch.testing.assert_close(scaler(torch.tensor([[3.0, 7.0], [-9.0, -1.0]])),
+                               torch.tensor([[6.0, 5.0], [-2.0, 5.0]]))
+    assert set(scaler.state_dict()) == {"mean", "std", "low", "high"}
 
 
 def test_bad_statistics_name_the_field():
@@ -175,18 +178,18 @@ def test_bad_statistics_name_the_field():
     broken = statistics()
     broken.action_max = np.array([np.nan, 5.0], np.float32)
     with pytest.raises(ValueError, match="action_max is not finite"):
-        ActionScaler(broken, 2, 1.0)
+        ActionScaler(broken, 2)
 
 
 def small_policy(joint_dim: int = 3, action_dim: int = 2) -> DeployablePolicy:
     torch.manual_seed(0)
     encoder = ImageJointEncoder(joint_dim, image_feature_dim=32, fusion_dim=32, joint_hidden_dim=16)
-    head = LatentPolicyHead(Actor(32, 4, 2.0, (32,)), ActorVAE(32, action_dim, 4, 2.0, 1.0, (32,)))
+    head = LatentPolicyHead(Actor(32, 4, 2.0, (32,)), ActorVAE(32, action_dim, 4, 2.0, (32,)))
     policy = DeployablePolicy(
         encoder,
         head,
         JointNormalizer(statistics(), joint_dim),
-        ActionScaler(statistics(), action_dim, 1.0),
+        ActionScaler(statistics(), action_dim),
         32,
         action_dim,
     )

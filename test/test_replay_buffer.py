@@ -92,65 +92,6 @@ def test_batch_types_shapes_and_stacking(data_file):
     assert np.array_equal(batch.reward[:, 0].numpy(), steps % 7 - 3)
 
 
-def expected_returns(discount: float) -> dict[int, float]:
-    """Global step -> discounted return-to-go of its episode (NaN for timed-out ones)."""
-    returns, first = {}, 0
-    for length, terminal in zip(LENGTHS, TERMINALS, strict=True):
-        steps = range(first, first + length)
-        running = 0.0
-        for step in reversed(steps):
-            running = (step % 7 - 3) + discount * running
-            returns[step] = running if terminal else float("nan")
-        first += length
-    return returns
-
-
-@pytest.mark.parametrize("discount", [0.99, 0.5])
-def test_batches_carry_the_discounted_return_to_go(data_file, discount):
-    buffer = _buffer(data_file, discount=discount)
-    expected = expected_returns(discount)
-    for batch in (buffer.sample(32), next(iter(make_loader(buffer, batch_size=32, num_workers=0)))):
-        assert batch.return_to_go.shape == (32, 1) and batch.return_to_go.dtype == torch.float32
-        for step, value in zip(batch.joint[:, 0].int().tolist(),
-                               batch.return_to_go[:, 0].tolist(), strict=True):
-            np.testing.assert_allclose(value, expected[step], rtol=1e-6, equal_nan=True)
-    train, val = buffer.split(0.4)
-    assert train.discount == val.discount == discount
-    with pytest.raises(ValueError, match="discount"):
-        _buffer(discount=1.0)
-
-
-def test_batches_carry_the_episode_index(data_file):
-    """Every transition names its episode (row in the buffer), through every batch path."""
-    from lapo_ros.lapo.step_batches import step_batches
-
-    first_steps = np.cumsum([0, *LENGTHS])
-    def episode_of(step: int) -> int:
-        return int(np.searchsorted(first_steps, step, side="right") - 1)
-
-    buffer = _buffer(data_file)
-    batches = [
-        buffer.sample(32),
-        next(iter(make_loader(buffer, batch_size=32, num_workers=2))),
-        next(step_batches(buffer, seed=0, rank=0, batch_size=32, first_step=0, last_step=1,
-                          device=torch.device("cpu"), num_workers=2)),
-    ]
-    seen = set()
-    for batch in batches:
-        assert batch.episode.shape == (32, 1) and batch.episode.dtype == torch.int64
-        for step, episode in zip(batch.joint[:, 0].int().tolist(), batch.episode[:, 0].tolist(),
-                                 strict=True):
-            assert episode == episode_of(step)
-            seen.add(episode)
-    assert seen == {0, 1, 2, 4}  # episode 3 is a single timed-out step: no transition
-    # a split buffer numbers its own episodes 0..E-1, in the order of parent_episode_indices
-    train, _ = buffer.split(0.4, seed=1)
-    batch = train.sample(64)
-    for step, episode in zip(batch.joint[:, 0].int().tolist(), batch.episode[:, 0].tolist(),
-                             strict=True):
-        assert train.parent_episode_indices[episode] == episode_of(step)
-
-
 def test_resize_only_when_stored_size_differs(data_file):
     buffer = MultimodalReplayBuffer(image_size=24)
     buffer.load_from_hdf5(data_file)

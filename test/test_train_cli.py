@@ -357,3 +357,14 @@ def test_sigterm_finishes_the_step_writes_last_and_stops(tmp_path):
     assert result.interrupted and result.step == 2
     assert read_training_record(result.last_checkpoint)["step"] == 2
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+
+
+def test_the_shipped_config_runs_the_default_agent():
+    """config/train.yaml spells out LAPOConfig's defaults: the benchmarked default is what a
+    user who trains with the shipped file gets."""
+    from lapo_ros.lapo.config import LAPOConfig
+    from lapo_ros.lapo.train_config import read_yaml_settings
+
+    agent = read_yaml_settings(REPO / "config" / "train.yaml")["agent"]
+    defaults = LAPOConfig().to_dict()
+    assert {key: defaults[key] for key in agent} == agent

@@ -30,27 +30,6 @@ from lapo_ros.sim import DualArmReachEnv, SimConfig
 from lapo_ros.sim.experts import DemonstratorConfig, ScriptedDemonstrator
 
 ALGORITHMS = {"lapo": "LAPO", "bc": "BC"}
-# LAPO settings for runs of a few hundred steps on a few dozen demonstrations, one per scene
-# (the demo and benchmarks/learning.py); the defaults are the seed's, made for ~1M steps:
-# - tau 0.05: with LAPO's 0.005 the targets would still hold the initialisation;
-# - encoder_action_weight / weighted_encoder_action: the critic optimizer also fits an
-#   advantage-weighted action head, so the encoder learns where the red target is (the VAE
-#   and the actor stay on detached features);
-# - return_mix 1: Q targets are the recorded returns-to-go, so touching the blue disc at an
-#   episode's end weighs on its first steps without waiting for TD to carry it;
-# - advantage_baseline "joint": advantages are measured against what demonstrations through
-#   the same arm configuration achieve (cross-fitted over episodes), not against V(s),
-#   which learns from the images which demonstration failed and so hides it;
-# - exponential advantage weights exp(4 A), A in return units: with outcomes of +-1 a failed
-#   demonstration's steps weigh far less than a successful one's, while on expert-only data
-#   the advantages stay small and the weights near 1 (no demonstration is better);
-# - encoder action weight 4 and max_latent_action 0.5 (was 1 and 2): no measurable effect in
-#   the 3-seed ablations (BENCHMARKS.md, learning), kept as the measured configuration.
-SHORT_RUN_AGENT = {
-    "tau": 0.05, "encoder_action_weight": 4.0, "weighted_encoder_action": True,
-    "return_mix": 1.0, "advantage_baseline": "joint", "advantage_weighting": "exponential",
-    "advantage_beta": 4.0, "advantage_std_normalized": False, "max_latent_action": 0.5,
-}
 
 
 @dataclass
@@ -60,7 +39,7 @@ class DemoSettings:
     episodes: int = 60  # demonstrations recorded
     camera_size: int = 64  # side of the simulated camera images (px)
     image_size: int = 32  # side the dataset and the encoder use (resize_rgb, INTER_AREA)
-    train_steps: int = 600
+    train_steps: int = 1000  # the learning benchmark's budget (BENCHMARKS.md)
     batch_size: int = 32
     eval_episodes: int = 10  # closed-loop episodes per policy
     algorithms: tuple[str, ...] = ("lapo", "bc")
@@ -108,7 +87,7 @@ def train_policy(algo: str, data: Path, run_dir: Path, settings: DemoSettings) -
         seed=settings.seed, num_workers=0, val_fraction=0.1,
         val_every=max(1, settings.train_steps // 4), val_batches=2,
         checkpoint_every=settings.train_steps, log_every=max(1, settings.train_steps // 40),
-        agent=dict(SHORT_RUN_AGENT) if algo == "lapo" else {})
+        agent={})  # the default agent (LAPOConfig(), as config/train.yaml)
     return train(config.validate("demo pipeline")).last_checkpoint
 
 

@@ -1,37 +1,29 @@
 """``MultimodalLatent``: LAPO on a 9-channel ResNet18 + joint feature, critic-led encoder.
 
-One update (``train_step``) on a batch (s, a, r, s', not_done), f = enc(s), f' = enc_target(s'):
+One update (``update``) on a batch (s, a, r, s', not_done) as named steps, each the
+original LAPO's (pcchenxi/LAPO-offlienRL ``algos/algos_vae.py``, ``Latent.train``) with
+the state read through the encoders: f = enc(s), f' = enc_target(s'), and
+``q_mix(f, a) = doubleq_min * min(Q1, Q2) + (1 - doubleq_min) * max(Q1, Q2)`` of the
+target critic, ``pi_target(f) = decode_target(f, actor_target(f))``:
 
-1. critic: ``target_Q = r + not_done * gamma * V_target(f')``;
-   ``target_v = q_mix(f, decode_target(f, actor_target(f) + clipped noise))`` from the target
-   critic; loss = mse(Q1, target_Q) + mse(Q2, target_Q) + mse(V(f), target_v), targets
-   clipped to [min_v, max_v]. The critic optimizer steps the critic AND the encoder.
-2. advantage ``r + not_done * gamma * q_mix_target(f', pi_target(f')) - V(f)`` (V after
-   step 1); weight = expectile where it is positive, 1 - expectile elsewhere.
-3. VAE (detached f): ``mean(weight * (sum((a_hat - a)^2) + kl_beta * KL))``.
-4. actor (detached f): ``-Q1(f, decode_target(f, actor(f)))``.
-5. Polyak (tau) of encoder, critic, actor and VAE targets, parameters AND buffers.
+1. ``critic_step``: ``target_Q = r + not_done * gamma * V(f')`` (online V, as LAPO);
+   ``target_v = q_mix(f, decode_target(f, actor_target(f) + noise))``, noise N(0, 0.1)
+   clipped at 0.2; loss = mse(Q1, target_Q) + mse(Q2, target_Q)
+   + mse(V(f), clamp(target_v, min_v, max_v)) [+ encoder_action_weight * mse of the
+   critic's action head]. The critic optimizer steps the critic AND the encoder.
+2. ``advantages``: ``r + not_done * gamma * q_mix(f', pi_target(f')) - V(f)`` with V after
+   step 1; weight = expectile where it is positive, 1 - expectile elsewhere.
+3. ``vae_step`` (detached f): ``mean(weight * (sum((a_hat - a)^2) + kl_beta * KL))``.
+4. ``actor_step`` (detached f): ``-Q1(f, decode_target(f, actor(f)))``.
+5. ``sync_targets``: Polyak (tau) of encoder, critic, actor and VAE, parameters AND buffers.
 
-Opt-in, for short runs and sparse rewards (defaults keep the seed's update):
-
-- ``encoder_action_weight`` > 0: the critic loss in step 1 also gets that weight times the
-  MSE of a critic action head (feature -> recorded action), advantage-weighted like the VAE
-  (with V before the step) when ``weighted_encoder_action``. It shapes the encoder through
-  the critic optimizer only; the VAE and the actor still see detached features.
-- ``return_mix`` / ``return_lower_bound``: target_Q and the advantage's Q estimate are
-  mixed with / bounded below by the recorded Monte-Carlo return-to-go
-  (``batch.return_to_go``).
-- ``advantage_weighting="exponential"``: weight = exp(beta * A / std(A)), at most 20
-  (exp(beta * A) with ``advantage_std_normalized=False``).
-- ``advantage_baseline="joint"``: the advantages (step 2 and the action head) subtract a
-  regression b(joint) of their Q estimate on the normalised joint state instead of V(s),
-  fitted in step 1 by the critic optimizer (it sees no image, so not the encoder) and
-  cross-fitted: ``baseline_folds`` networks, network k fitted on the transitions whose
-  ``batch.episode`` is k mod K, a transition scored by the mean of the others.
-
-Joints and actions are normalised inside (``normalization.py``); images stay uint8 until
-they reach the training device. The agent uses the replay buffer only through
-``sample(batch_size)``, ``statistics`` and ``image_size``.
+What is ours, not LAPO's (LAPO has no images): the encoder and where each term reads it
+(the online encoder for s, its target for s', the VAE and actor on detached f), the
+critic's action head (on by default, see ``LAPOConfig.encoder_action_weight``), and tau
+0.05 instead of 0.005 (see ``LAPOConfig.tau``). Joints and actions are z-scored with the
+dataset's statistics inside (``normalization.py``); images stay uint8 until they reach the
+training device. The agent uses the replay buffer only through ``sample(batch_size)``,
+``statistics`` and ``image_size``.
 """
 
 from __future__ import annotations
@@ -39,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -164,6 +156,49 @@ def check_batch(owner: str, batch: TransitionBatch, image_size: int, joint_dim: 
         raise ValueError(f"{owner}: batch images must be uint8, got {batch.image.dtype}")
 
 
+@dataclass
+class UpdateInputs:
+    """A batch on the training device, normalised: what every update step reads."""
+
+    image: torch.Tensor  # uint8 [B, 9, H, W]
+    next_image: torch.Tensor
+    joint: torch.Tensor  # z-scored [B, J]
+    next_joint: torch.Tensor
+    action: torch.Tensor  # z-scored [B, A]
+    reward: torch.Tensor  # [B, 1]
+    discount: torch.Tensor  # gamma * not_done, [B, 1]
+
+
+@dataclass
+class CriticStep:
+    """What ``critic_step`` computed: features (detached), targets, estimates, losses."""
+
+    feature: torch.Tensor  # enc(s) before the step, detached
+    next_feature: torch.Tensor  # enc_target(s')
+    target_q: torch.Tensor
+    target_v: torch.Tensor  # before the clamp to [min_v, max_v]
+    q1: torch.Tensor
+    v: torch.Tensor
+    losses: dict[str, torch.Tensor]
+    encoder_grad_norm: torch.Tensor
+
+
+@dataclass
+class Advantages:
+    advantage: torch.Tensor  # [B, 1]
+    weight: torch.Tensor  # [B, 1], the VAE loss weight
+
+
+@dataclass
+class UpdateRecord:
+    """Everything one ``MultimodalLatent.update`` computed, step by step."""
+
+    critic: CriticStep
+    advantages: Advantages
+    vae: dict[str, torch.Tensor]
+    actor: dict[str, torch.Tensor]
+
+
 class OfflineAgent:
     """The training loop and greedy acting ``MultimodalLatent`` and ``BehaviorCloning`` share.
 
@@ -236,8 +271,11 @@ class MultimodalLatent(OfflineAgent):
     """Multimodal LAPO agent (the seed's API).
 
     ``min_v`` / ``max_v`` default to ``statistics.value_bounds``; ``latent_dim``
-    defaults to 2 * action_dim. Keyword ``overrides`` are ``LAPOConfig`` fields.
-    ``statistics`` replaces the buffer when there is none (export, evaluation).
+    defaults to 2 * action_dim. ``max_action`` is the seed's argument, kept and saved; as in
+    the original LAPO the update does not use it (actions are z-scored by the dataset and
+    the deployed action is clipped to the recorded range). Keyword ``overrides`` are
+    ``LAPOConfig`` fields. ``statistics`` replaces the buffer when there is none (export,
+    evaluation).
     """
 
     kind = "multimodal_latent"
@@ -271,13 +309,6 @@ class MultimodalLatent(OfflineAgent):
         self.max_v = float(bounds[1] if max_v is None else max_v)
         if not self.min_v <= self.max_v:
             raise ValueError(f"MultimodalLatent: min_v {self.min_v} exceeds max_v {self.max_v}")
-        discount = getattr(replay_buffer, "discount", self.config.gamma)
-        if self._uses_returns() and discount != self.config.gamma:
-            raise ValueError(
-                f"MultimodalLatent: the replay buffer's return_to_go is discounted at "
-                f"{discount}, the agent's gamma is {self.config.gamma}; give the buffer "
-                f"discount={self.config.gamma}"
-            )
         self.total_it = 0
         self._build()
 
@@ -296,8 +327,7 @@ class MultimodalLatent(OfflineAgent):
             )
             self.critic = Critic(
                 config.feature_dim, self.action_dim, config.hidden_dims,
-                action_head=config.encoder_action_weight > 0, joint_dim=self.joint_dim,
-                baseline_folds=config.baseline_folds if self._joint_baseline() else 0)
+                action_head=config.encoder_action_weight > 0)
             self.actor = Actor(
                 config.feature_dim, self.latent_dim, config.max_latent_action, config.hidden_dims
             )
@@ -306,7 +336,6 @@ class MultimodalLatent(OfflineAgent):
                 self.action_dim,
                 self.latent_dim,
                 config.max_latent_action,
-                self.max_action,
                 config.hidden_dims,
             )
         for module in (self.obs_encoder, self.critic, self.actor, self.actor_vae):
@@ -318,9 +347,7 @@ class MultimodalLatent(OfflineAgent):
         self.actor_target = frozen_copy(self.actor)
         self.actor_vae_target = frozen_copy(self.actor_vae)
         self.joint_normalizer = JointNormalizer(self.statistics, self.joint_dim).to(device)
-        self.action_scaler = ActionScaler(self.statistics, self.action_dim, self.max_action).to(
-            device
-        )
+        self.action_scaler = ActionScaler(self.statistics, self.action_dim).to(device)
         self.critic_optimizer = adam(
             [{"params": self.critic.parameters()}, {"params": self.obs_encoder.parameters()}],
             config.critic_lr,
@@ -354,205 +381,147 @@ class MultimodalLatent(OfflineAgent):
         return memory_layout(image, self.config)
 
     # ------------------------------------------------------------------ training
-    def _q_mix(self, q1: torch.Tensor, q2: torch.Tensor) -> torch.Tensor:
+    def _q_mix(self, critic: Critic, feature: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        q1, q2 = critic(feature, action)
         weight = self.config.doubleq_min
         return weight * torch.min(q1, q2) + (1.0 - weight) * torch.max(q1, q2)
 
-    def _advantage_weight(self, advantage: torch.Tensor) -> torch.Tensor:
-        """Per-transition weight of the VAE loss: LAPO's expectile step on the sign, or
-        exp(beta * A [/ std(A)]) clipped (AWR-like), as configured."""
-        config = self.config
-        if config.advantage_weighting == "exponential":
-            scale = 1.0
-            if config.advantage_std_normalized and advantage.numel() > 1:
-                scale = advantage.std().clamp_min(1e-6)
-            return torch.exp(config.advantage_beta * advantage / scale).clamp(max=20.0)
-        positive = (advantage > 0).float()
-        return positive * config.expectile + (1.0 - positive) * (1.0 - config.expectile)
-
-    def _uses_returns(self) -> bool:
-        return self.config.return_mix > 0 or self.config.return_lower_bound
-
-    def _with_returns(self, td_target: torch.Tensor, batch: TransitionBatch) -> torch.Tensor:
-        """``td_target`` mixed with / bounded below by the batch's Monte-Carlo return-to-go
-        (as configured; kept where the return is unknown, i.e. timed-out episodes)."""
-        if not self._uses_returns():
-            return td_target
-        if batch.return_to_go is None:
-            raise ValueError(
-                "MultimodalLatent: return_mix / return_lower_bound need batch.return_to_go "
-                "(MultimodalReplayBuffer batches carry it)"
-            )
-        returns = batch.return_to_go.float().reshape(-1, 1)
-        returns = torch.where(torch.isfinite(returns), returns, td_target)
-        target = td_target
-        if self.config.return_lower_bound:
-            target = torch.maximum(target, returns)
-        mix = self.config.return_mix
-        return (1.0 - mix) * target + mix * returns if mix > 0 else target
-
-    def _joint_baseline(self) -> bool:
-        return self.config.advantage_baseline == "joint"
-
-    def _fold_mask(self, batch: TransitionBatch) -> torch.Tensor | None:
-        """One-hot [B, baseline_folds] of each transition's fold (episode index mod K);
-        None without cross-fitting."""
-        folds = self.config.baseline_folds
-        if not self._joint_baseline() or folds == 1:
-            return None
-        if batch.episode is None:
-            raise ValueError(
-                "MultimodalLatent: advantage_baseline='joint' with baseline_folds > 1 needs "
-                "batch.episode (MultimodalReplayBuffer batches carry it)"
-            )
-        return F.one_hot(batch.episode.reshape(-1).long() % folds, folds).float()
-
-    @staticmethod
-    def _in_fold(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """[B, 1]: the baseline network fitted on each transition's own fold."""
-        return values if mask is None else (values * mask).sum(dim=1, keepdim=True)
-
-    @staticmethod
-    def _held_out(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """[B, 1]: the mean of the baseline networks that never saw each transition's
-        episode (the one network without cross-fitting)."""
-        if mask is None:
-            return values
-        return (values * (1.0 - mask)).sum(dim=1, keepdim=True) / (mask.shape[1] - 1)
-
-    def _target_latent(self, feature: torch.Tensor) -> torch.Tensor:
+    def _target_policy_value(self, feature: torch.Tensor, noise: bool) -> torch.Tensor:
+        """q_mix of the target critic at the target policy's action (LAPO's get_target_q),
+        with clipped noise on the latent when ``noise``."""
         latent = self.actor_target(feature)
-        std, clip = self.config.target_latent_noise, self.config.target_latent_noise_clip
-        if std > 0:
-            noise = torch.randn(
+        if noise and self.config.target_latent_noise > 0:
+            std, clip = self.config.target_latent_noise, self.config.target_latent_noise_clip
+            draw = torch.randn(
                 latent.shape, generator=self.generator, device=latent.device, dtype=latent.dtype
             )
-            latent = latent + (noise * std).clamp(-clip, clip)
-        return latent
+            latent = latent + (draw * std).clamp(-clip, clip)
+        action = self.actor_vae_target.decode_latent(feature, latent)
+        return self._q_mix(self.critic_target, feature, action)
 
-    def _update(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
-        config = self.config
-        check_batch("MultimodalLatent", batch, config.image_size, self.joint_dim, self.action_dim)
+    def _inputs(self, batch: TransitionBatch) -> UpdateInputs:
+        check_batch("MultimodalLatent", batch, self.config.image_size, self.joint_dim,
+                    self.action_dim)
         batch = batch.to(self.device, non_blocking=True)
-        self._set_training(True)
-        joint = self.joint_normalizer(batch.joint.float())
-        next_joint = self.joint_normalizer(batch.next_joint.float())
-        action = self.action_scaler.normalize(batch.action.float())
-        reward = batch.reward.float().reshape(-1, 1)
-        not_done = batch.not_done.float().reshape(-1, 1)
-        discount = config.gamma * not_done
-        folds = self._fold_mask(batch)
-
-        # 1. critic + encoder
-        with self._autocast():
-            feature = self.obs_encoder(self._images(batch.image), joint)
-            with torch.no_grad():
-                detached = feature.detach()
-                next_feature = self.obs_encoder_target(self._images(batch.next_image), next_joint)
-                target_q = reward + discount * self.critic_target.v(next_feature).float()
-                target_q = self._with_returns(target_q, batch)
-                target_action = self.actor_vae_target.decode_latent(
-                    detached, self._target_latent(detached)
-                )
-                target_v = self._q_mix(*self.critic_target(detached, target_action)).float()
-            current_q1, current_q2 = self.critic(feature, action)
-            current_v = self.critic.v(feature)
-        target_q = target_q.clamp(self.min_v, self.max_v)
-        q1_loss = F.mse_loss(current_q1.float(), target_q)
-        q2_loss = F.mse_loss(current_q2.float(), target_q)
-        v_loss = F.mse_loss(current_v.float(), target_v.clamp(self.min_v, self.max_v))
-        critic_loss = q1_loss + q2_loss + v_loss
-        extra: dict[str, torch.Tensor] = {}
-        loss = critic_loss
-        # advantage's Q estimate: target networks only, unchanged by the critic step
-        with torch.no_grad(), self._autocast():
-            next_action = self.actor_vae_target.decode_latent(
-                next_feature, self.actor_target(next_feature)
-            )
-            next_q = self._q_mix(*self.critic_target(next_feature, next_action)).float()
-        q_estimate = self._with_returns(
-            reward + discount * next_q.clamp(self.min_v, self.max_v), batch
+        return UpdateInputs(
+            image=self._images(batch.image),
+            next_image=self._images(batch.next_image),
+            joint=self.joint_normalizer(batch.joint.float()),
+            next_joint=self.joint_normalizer(batch.next_joint.float()),
+            action=self.action_scaler.normalize(batch.action.float()),
+            reward=batch.reward.float().reshape(-1, 1),
+            discount=self.config.gamma * batch.not_done.float().reshape(-1, 1),
         )
-        baseline = current_v.detach().float()  # what the advantage subtracts, before the step
-        if self._joint_baseline():  # cross-fitted regression of q_estimate on the joints
+
+    def critic_step(self, x: UpdateInputs) -> CriticStep:
+        """Step 1: fit Q1, Q2 and V (and the action head); steps the critic and encoder."""
+        with self._autocast():
+            feature = self.obs_encoder(x.image, x.joint)
+            with torch.no_grad():
+                next_feature = self.obs_encoder_target(x.next_image, x.next_joint)
+                target_q = (x.reward + x.discount * self.critic.v(next_feature).float())
+                target_v = self._target_policy_value(feature.detach(), noise=True).float()
+            q1, q2 = self.critic(feature, x.action)
+            v = self.critic.v(feature)
+        losses = {
+            "q1_loss": F.mse_loss(q1.float(), target_q),
+            "q2_loss": F.mse_loss(q2.float(), target_q),
+            "v_loss": F.mse_loss(v.float(), target_v.clamp(self.min_v, self.max_v)),
+        }
+        loss = losses["q1_loss"] + losses["q2_loss"] + losses["v_loss"]
+        losses["critic_loss"] = loss
+        if self.config.encoder_action_weight > 0:
             with self._autocast():
-                baselines = self.critic.baselines(joint).float()
-            baseline_loss = F.mse_loss(self._in_fold(baselines, folds), q_estimate)
-            loss = loss + baseline_loss
-            extra["baseline_loss"] = baseline_loss.detach()
-            baseline = self._held_out(baselines.detach(), folds)
-        if config.encoder_action_weight > 0:  # auxiliary representation loss (opt-in)
-            with self._autocast():
-                predicted = self.critic.predict_action(feature)
-            aux_error = (predicted.float() - action).pow(2).mean(dim=1, keepdim=True)
-            if config.weighted_encoder_action:
-                aux_error = aux_error * self._advantage_weight(
-                    q_estimate - baseline.clamp(self.min_v, self.max_v))
-            aux_loss = aux_error.mean()
-            loss = loss + config.encoder_action_weight * aux_loss
-            extra["encoder_action_loss"] = aux_loss.detach()
+                predicted = self.critic.predict_action(feature).float()
+            losses["encoder_action_loss"] = F.mse_loss(predicted, x.action)
+            loss = loss + self.config.encoder_action_weight * losses["encoder_action_loss"]
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         encoder_grad_norm = torch.nn.utils.get_total_norm(
             [p.grad for p in self.obs_encoder.parameters() if p.grad is not None]
         )
-        if config.max_grad_norm is not None:
+        if self.config.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(
-                [*self.critic.parameters(), *self.obs_encoder.parameters()], config.max_grad_norm
+                [*self.critic.parameters(), *self.obs_encoder.parameters()],
+                self.config.max_grad_norm,
             )
         self.critic_optimizer.step()
+        return CriticStep(
+            feature=feature.detach(), next_feature=next_feature, target_q=target_q,
+            target_v=target_v, q1=q1.detach().float(), v=v.detach().float(),
+            losses={k: value.detach() for k, value in losses.items()},
+            encoder_grad_norm=encoder_grad_norm.detach(),
+        )
 
-        # 2. advantage from the target networks and the updated V (or joint baseline)
-        with torch.no_grad(), self._autocast():
-            if self._joint_baseline():
-                value = self._held_out(self.critic.baselines(joint).float(), folds)
-            else:
-                value = self.critic.v(detached).float()
-        advantage = q_estimate - value.clamp(self.min_v, self.max_v)
-        positive = (advantage > 0).float()
-        weight = self._advantage_weight(advantage)
-
-        # 3. advantage-weighted CVAE on detached features
+    @torch.no_grad()
+    def advantages(self, x: UpdateInputs, critic: CriticStep) -> Advantages:
+        """Step 2: one-step advantage against the updated V, and LAPO's expectile weight."""
         with self._autocast():
-            reconstruction, _, mean, log_var = self.actor_vae(detached, action, self.generator)
+            value = self.critic.v(critic.feature).float()
+            next_q = self._target_policy_value(critic.next_feature, noise=False).float()
+        advantage = x.reward + x.discount * next_q - value
+        expectile = self.config.expectile
+        weight = torch.where(advantage > 0, expectile, 1.0 - expectile)
+        return Advantages(advantage=advantage, weight=weight)
+
+    def vae_step(self, feature: torch.Tensor, action: torch.Tensor,
+                 weight: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Step 3: the advantage-weighted conditional VAE on detached features."""
+        with self._autocast():
+            reconstruction, _, mean, log_var = self.actor_vae(feature, action, self.generator)
         mean, log_var = mean.float(), log_var.float()
-        recon_loss = (reconstruction.float() - action).pow(2).sum(dim=1, keepdim=True)
-        kl_loss = -0.5 * (1 + log_var - mean.pow(2) - log_var.exp()).sum(dim=1, keepdim=True)
-        vae_loss = (weight * (recon_loss + config.kl_beta * kl_loss)).mean()
+        recon = (reconstruction.float() - action).pow(2).sum(dim=1, keepdim=True)
+        kl = -0.5 * (1 + log_var - mean.pow(2) - log_var.exp()).sum(dim=1, keepdim=True)
+        loss = (weight * (recon + self.config.kl_beta * kl)).mean()
         self.actorvae_optimizer.zero_grad(set_to_none=True)
-        vae_loss.backward()
+        loss.backward()
         self.actorvae_optimizer.step()
+        return {"vae_loss": loss.detach(), "recon_loss": recon.detach().mean(),
+                "kl_loss": kl.detach().mean()}
 
-        # 4. latent policy through the target decoder, on detached features
+    def actor_step(self, feature: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Step 4: the latent policy maximises Q1 through the target decoder."""
         with self._autocast():
-            policy_action = self.actor_vae_target.decode_latent(detached, self.actor(detached))
-            actor_loss = -self.critic.q1(detached, policy_action).float().mean()
+            action = self.actor_vae_target.decode_latent(feature, self.actor(feature))
+            loss = -self.critic.q1(feature, action).float().mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward(inputs=list(self.actor.parameters()))
+        loss.backward(inputs=list(self.actor.parameters()))
         self.actor_optimizer.step()
+        return {"actor_loss": loss.detach()}
 
-        # 5. targets follow, buffers included
-        polyak_update(self.obs_encoder, self.obs_encoder_target, config.tau)
-        polyak_update(self.critic, self.critic_target, config.tau)
-        polyak_update(self.actor, self.actor_target, config.tau)
-        polyak_update(self.actor_vae, self.actor_vae_target, config.tau)
+    @torch.no_grad()
+    def sync_targets(self) -> None:
+        """Step 5: every target follows its network by tau, buffers included."""
+        for online, target in self._target_pairs():
+            polyak_update(online, target, self.config.tau)
+
+    def _target_pairs(self) -> tuple[tuple[nn.Module, nn.Module], ...]:
+        return ((self.obs_encoder, self.obs_encoder_target), (self.critic, self.critic_target),
+                (self.actor, self.actor_target), (self.actor_vae, self.actor_vae_target))
+
+    def update(self, batch: TransitionBatch) -> UpdateRecord:
+        """One LAPO update; the record holds every step's targets, weights and losses."""
+        self._set_training(True)
+        x = self._inputs(batch)
+        critic = self.critic_step(x)
+        advantages = self.advantages(x, critic)
+        vae = self.vae_step(critic.feature, x.action, advantages.weight)
+        actor = self.actor_step(critic.feature)
+        self.sync_targets()
         self.total_it += 1
+        return UpdateRecord(critic, advantages, vae, actor)
+
+    def _update(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
+        record = self.update(batch)
+        critic, advantage = record.critic, record.advantages.advantage
         return {
-            "critic_loss": critic_loss.detach(),
-            "q1_loss": q1_loss.detach(),
-            "q2_loss": q2_loss.detach(),
-            "v_loss": v_loss.detach(),
-            "vae_loss": vae_loss.detach(),
-            "recon_loss": recon_loss.detach().mean(),
-            "kl_loss": kl_loss.detach().mean(),
-            "actor_loss": actor_loss.detach(),
-            "q_mean": current_q1.detach().float().mean(),
-            "v_mean": current_v.detach().float().mean(),
-            "target_q_mean": target_q.mean(),
+            **critic.losses, **record.vae, **record.actor,
+            "q_mean": critic.q1.mean(),
+            "v_mean": critic.v.mean(),
+            "target_q_mean": critic.target_q.mean(),
             "advantage_mean": advantage.mean(),
-            "positive_advantage_share": positive.mean(),
-            "encoder_grad_norm": encoder_grad_norm.detach(),
-            **extra,
+            "positive_advantage_share": (advantage > 0).float().mean(),
+            "encoder_grad_norm": critic.encoder_grad_norm,
         }
 
     # ------------------------------------------------------------------ checkpoints

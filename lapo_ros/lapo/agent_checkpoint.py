@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 CHECKPOINT_FORMAT = "lapo_ros.checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""2: z-scored actions, linear decoder and the critic's action head (1: min/max + tanh)."""
 
 
 class CheckpointError(ValueError):

@@ -22,10 +22,6 @@ class TransitionBatch:
     action: float32 [B, A] in robot units.
     reward, not_done: float32 [B, 1]; not_done is 0 where s' ended the episode in a
     terminal state.
-    return_to_go: float32 [B, 1], the recorded episode's discounted return from s (NaN
-    where the episode timed out), or None when the source does not provide it.
-    episode: int64 [B, 1], the index of the transition's episode in the replay buffer
-    (transitions of one recorded episode share it), or None when the source has none.
     """
 
     image: torch.Tensor
@@ -35,12 +31,10 @@ class TransitionBatch:
     next_image: torch.Tensor
     next_joint: torch.Tensor
     not_done: torch.Tensor
-    return_to_go: torch.Tensor | None = None
-    episode: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> TransitionBatch:
         return TransitionBatch(**{
-            k: None if v is None else v.to(device, non_blocking=non_blocking)
+            k: v.to(device, non_blocking=non_blocking)
             for k, v in vars(self).items()
         })
 

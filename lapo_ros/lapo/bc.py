@@ -1,8 +1,9 @@
 """Behaviour cloning with the same encoder and API as ``MultimodalLatent`` (baseline).
 
 BC here is deterministic regression: the observation feature (same ``ImageJointEncoder``)
-goes through an MLP ending in ``max_action * tanh`` and the encoder and head minimise the
-MSE to the normalised recorded action, every transition weighted equally. Rewards are
+goes through an MLP and the encoder and head minimise the MSE to the z-scored recorded
+action, every transition weighted equally (the deployed action is clipped to the recorded
+range, as LAPO's). Rewards are
 ignored, so on data from several modes it predicts their average: the reference LAPO's
 advantage weighting must beat. Hyper-parameters come from ``LAPOConfig``: the encoder and
 network sizes, ``actor_lr`` (encoder + head), ``image_size``, ``seed`` and the compute knobs.
@@ -45,16 +46,14 @@ from lapo_ros.lapo.normalization import ActionScaler, JointNormalizer
 
 
 class RegressionHead(nn.Module):
-    """feature -> normalised action in [-max_action, max_action]."""
+    """feature -> z-scored action."""
 
-    def __init__(self, feature_dim: int, action_dim: int, max_action: float,
-                 hidden_dims: tuple[int, ...]) -> None:
+    def __init__(self, feature_dim: int, action_dim: int, hidden_dims: tuple[int, ...]) -> None:
         super().__init__()
         self.net = mlp(feature_dim, hidden_dims, action_dim)
-        self.max_action = float(max_action)
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
-        return self.max_action * torch.tanh(self.net(feature))
+        return self.net(feature)
 
 
 class BehaviorCloning(OfflineAgent):
@@ -93,16 +92,14 @@ class BehaviorCloning(OfflineAgent):
                 conv1_scale=config.conv1_scale,
             )
             self.policy_head = RegressionHead(
-                config.feature_dim, self.action_dim, self.max_action, config.hidden_dims
+                config.feature_dim, self.action_dim, config.hidden_dims
             )
         self.obs_encoder.to(self.device)
         self.policy_head.to(self.device)
         if config.channels_last:
             self.obs_encoder.to(memory_format=torch.channels_last)
         self.joint_normalizer = JointNormalizer(statistics, self.joint_dim).to(self.device)
-        self.action_scaler = ActionScaler(statistics, self.action_dim, self.max_action).to(
-            self.device
-        )
+        self.action_scaler = ActionScaler(statistics, self.action_dim).to(self.device)
         self.optimizer = adam(
             [*self.obs_encoder.parameters(), *self.policy_head.parameters()],
             config.actor_lr,

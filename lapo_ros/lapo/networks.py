@@ -187,10 +187,10 @@ class Actor(nn.Module):
 
 
 class ActorVAE(nn.Module):
-    """Conditional VAE over normalised actions given the observation feature.
+    """Conditional VAE over normalised actions given the observation feature (LAPO's).
 
-    The decoder ends in ``max_action * tanh`` so decoded actions stay in the normalised
-    action range [-max_action, max_action].
+    The decoder is linear at the output, as in LAPO: decoded actions are z-scores of the
+    recorded commands (the deployed policy clips them to the recorded range).
     """
 
     def __init__(
@@ -199,7 +199,6 @@ class ActorVAE(nn.Module):
         action_dim: int,
         latent_dim: int,
         max_latent_action: float = 2.0,
-        max_action: float = 1.0,
         hidden_dims: Sequence[int] = (256, 256, 256),
     ) -> None:
         super().__init__()
@@ -209,7 +208,6 @@ class ActorVAE(nn.Module):
         self.decoder = mlp(feature_dim + latent_dim, hidden_dims, action_dim)
         self.latent_dim = latent_dim
         self.max_latent_action = float(max_latent_action)
-        self.max_action = float(max_action)
 
     def forward(
         self,
@@ -245,35 +243,26 @@ class ActorVAE(nn.Module):
 
     def decode_latent(self, feature: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Deterministic decoder (what the deployed policy runs)."""
-        return self.max_action * torch.tanh(self.decoder(torch.cat([feature, z], dim=1)))
+        return self.decoder(torch.cat([feature, z], dim=1))
 
 
 class Critic(nn.Module):
     """Two Q heads over (feature, normalised action) and a V head over the feature.
 
-    ``action_head=True`` adds ``action_net`` (feature -> normalised action): an auxiliary
-    representation head that lets the critic optimizer teach the encoder what the recorded
-    actions depend on (``LAPOConfig.encoder_action_weight``). ``baseline_folds`` > 0 adds
-    that many ``baseline_nets`` (normalised joint state, ``joint_dim`` -> value), one per
-    fold of the episodes, for a cross-fitted advantage baseline
-    (``LAPOConfig.advantage_baseline="joint"``). Both are absent by default, so default
-    checkpoints keep their keys.
+    ``action_head=True`` adds ``action_net`` (feature -> normalised action), the critic's
+    action head (``LAPOConfig.encoder_action_weight``): trained with the critic, it lets the
+    critic optimizer teach the encoder what the recorded actions depend on.
     """
 
     def __init__(
         self, feature_dim: int, action_dim: int, hidden_dims: Sequence[int] = (256, 256, 256),
-        action_head: bool = False, joint_dim: int = 0, baseline_folds: int = 0,
+        action_head: bool = False,
     ) -> None:
         super().__init__()
-        if baseline_folds and joint_dim < 1:
-            raise ValueError("Critic: baseline_folds needs joint_dim >= 1")
         self.q1_net = mlp(feature_dim + action_dim, hidden_dims, 1)
         self.q2_net = mlp(feature_dim + action_dim, hidden_dims, 1)
         self.v_net = mlp(feature_dim, hidden_dims, 1)
         self.action_net = mlp(feature_dim, hidden_dims, action_dim) if action_head else None
-        self.baseline_nets = nn.ModuleList(
-            mlp(joint_dim, hidden_dims, 1) for _ in range(baseline_folds)
-        ) if baseline_folds else None
 
     def forward(
         self, feature: torch.Tensor, action: torch.Tensor
@@ -288,13 +277,7 @@ class Critic(nn.Module):
         return self.v_net(feature)
 
     def predict_action(self, feature: torch.Tensor) -> torch.Tensor:
-        """The auxiliary head's normalised action (``action_head=True`` only)."""
+        """The action head's normalised action (``action_head=True`` only)."""
         if self.action_net is None:
             raise RuntimeError("Critic.predict_action: built without action_head")
         return self.action_net(feature)
-
-    def baselines(self, joint: torch.Tensor) -> torch.Tensor:
-        """[B, baseline_folds]: every fold's baseline value of the normalised joint states."""
-        if self.baseline_nets is None:
-            raise RuntimeError("Critic.baselines: built without baseline_folds")
-        return torch.cat([net(joint) for net in self.baseline_nets], dim=1)

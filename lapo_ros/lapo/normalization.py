@@ -5,9 +5,10 @@ baked into exported policy files; nothing outside the model needs to know them.
 
 - Joints use mean/std (z-score): joint readings are unbounded sensor values whose spread,
   not range, matters to the networks, and one outlier must not squash every other reading.
-- Actions use min/max scaling onto [-max_action, max_action]: the decoder and the BC head
-  end in ``max_action * tanh``, so every recorded action must be reachable and the range
-  fully used; mean/std would put outliers outside the tanh range and bias the policy.
+- Actions use mean/std too, as the original LAPO: every joint's command counts alike in
+  the VAE's reconstruction error, whatever its units. The networks' outputs are unbounded;
+  the deployed action is clipped to the per-joint range of the recorded commands, as
+  LAPO's environments clip actions to their action space.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from torch import nn
 
 from lapo_ros.lapo.batch import DatasetStatistics
 
-MIN_JOINT_STD = 1e-3
-"""Std floor: a joint that never moved in the data is only centred, not blown up."""
-MIN_ACTION_HALF_RANGE = 1e-6
-"""Half-range floor: a constant action dimension maps to 0 and back to its value."""
+MIN_STD = 1e-3
+"""Std floor of joints and commands: one that never moved in the data is only centred (and
+mapped back to its value), not blown up."""
 
 
 def _vector(values: np.ndarray, name: str, dim: int) -> torch.Tensor:
@@ -34,36 +34,38 @@ def _vector(values: np.ndarray, name: str, dim: int) -> torch.Tensor:
 
 
 class JointNormalizer(nn.Module):
-    """Robot-unit joints [B, J] -> (joint - mean) / max(std, MIN_JOINT_STD)."""
+    """Robot-unit joints [B, J] -> (joint - mean) / max(std, MIN_STD)."""
 
     def __init__(self, statistics: DatasetStatistics, joint_dim: int) -> None:
         super().__init__()
         self.register_buffer("mean", _vector(statistics.joint_mean, "joint_mean", joint_dim))
         std = _vector(statistics.joint_std, "joint_std", joint_dim)
-        self.register_buffer("std", std.clamp_min(MIN_JOINT_STD))
+        self.register_buffer("std", std.clamp_min(MIN_STD))
 
     def forward(self, joint: torch.Tensor) -> torch.Tensor:
         return (joint - self.mean) / self.std
 
 
 class ActionScaler(nn.Module):
-    """Robot-unit actions <-> [-max_action, max_action] by the dataset's min/max."""
+    """Robot-unit actions <-> z-scores by the dataset's mean/std; ``forward`` also clips to
+    the recorded [action_min, action_max] (what the deployed policy needs)."""
 
-    def __init__(self, statistics: DatasetStatistics, action_dim: int, max_action: float) -> None:
+    def __init__(self, statistics: DatasetStatistics, action_dim: int) -> None:
         super().__init__()
-        if max_action <= 0:
-            raise ValueError(f"max_action must be positive, got {max_action}")
         low = _vector(statistics.action_min, "action_min", action_dim)
         high = _vector(statistics.action_max, "action_max", action_dim)
         if bool((high < low).any()):
             raise ValueError("DatasetStatistics.action_max is below action_min")
-        self.max_action = float(max_action)
-        self.register_buffer("center", (high + low) / 2)
-        self.register_buffer("half_range", ((high - low) / 2).clamp_min(MIN_ACTION_HALF_RANGE))
+        self.register_buffer("mean", _vector(statistics.action_mean, "action_mean", action_dim))
+        std = _vector(statistics.action_std, "action_std", action_dim)
+        self.register_buffer("std", std.clamp_min(MIN_STD))
+        self.register_buffer("low", low)
+        self.register_buffer("high", high)
 
     def normalize(self, action: torch.Tensor) -> torch.Tensor:
-        return (action - self.center) / self.half_range * self.max_action
+        return (action - self.mean) / self.std
 
     def forward(self, normalized: torch.Tensor) -> torch.Tensor:
-        """Normalised action -> robot units (the direction the deployed policy needs)."""
-        return normalized / self.max_action * self.half_range + self.center
+        """Normalised action -> robot units, within the recorded range of each joint."""
+        action = normalized * self.std + self.mean
+        return torch.minimum(torch.maximum(action, self.low), self.high)

@@ -50,11 +50,7 @@ class MultimodalReplayBuffer:
         seed: int = 0,
         aloha: AlohaLayout | None = None,
         images_in_memory: bool = False,
-        discount: float = 0.99,
     ) -> None:
-        if not 0.0 <= discount < 1.0:
-            raise ValueError(f"discount must be in [0, 1), got {discount}")
-        self.discount = float(discount)  # of the batches' return_to_go: the agent's gamma
         self.action_dim = int(action_dim)
         self.joint_dim = int(joint_dim)
         self.device = torch.device(device)
@@ -261,7 +257,7 @@ class MultimodalReplayBuffer:
     def _subset(self, rows: np.ndarray, seed: int) -> MultimodalReplayBuffer:
         child = MultimodalReplayBuffer(
             self.action_dim, self.joint_dim, self.device, self.image_size, seed=seed,
-            aloha=self.aloha, images_in_memory=self.images_in_memory, discount=self.discount,
+            aloha=self.aloha, images_in_memory=self.images_in_memory,
         )
         child._sources = self._sources
         child._episodes = self._episodes[rows]
@@ -285,7 +281,7 @@ class MultimodalReplayBuffer:
         if not self._sources:
             raise ValueError("the replay buffer is empty: call load_from_hdf5 or add_episodes")
         if self._sampler is None:
-            table = TransitionTable.build(self._sources, self._episodes, self.discount)
+            table = TransitionTable.build(self._sources, self._episodes)
             if len(table) == 0:
                 raise DatasetReadError(
                     "no transitions: every episode is a single step without a terminal"
@@ -348,7 +344,6 @@ def raw_to_batch(
         image=stack(raw.image), joint=move(raw.joint), action=move(raw.action),
         reward=move(raw.reward), next_image=stack(raw.next_image),
         next_joint=move(raw.next_joint), not_done=move(raw.not_done),
-        return_to_go=move(raw.return_to_go), episode=move(raw.episode),
     )
 
 
@@ -375,5 +370,4 @@ def batch_tensors(
 
 
 # torch dtype of each RawBatch field's numpy dtype (tensors that RawBatch arrays view)
-_TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.float32): torch.float32,
-                np.dtype(np.int64): torch.int64}
+_TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.float32): torch.float32}

@@ -28,7 +28,6 @@ from tqdm import tqdm
 import lapo_ros
 from lapo_ros.hdf5_episodes import load_sources
 from lapo_ros.lapo import distributed
-from lapo_ros.lapo.config import LAPOConfig
 from lapo_ros.lapo.replay_buffer import MultimodalReplayBuffer, raw_to_batch
 from lapo_ros.lapo.run_checkpoint import (
     TrainingCheckpointError,
@@ -76,7 +75,6 @@ def load_data(config: TrainConfig, device: torch.device
     buffer = MultimodalReplayBuffer(
         action_dim=int(sources[0].action.shape[1]), joint_dim=int(sources[0].joint.shape[1]),
         device=device, image_size=config.image_size, seed=config.seed,
-        discount=LAPOConfig.from_overrides(config.agent_overrides()).gamma,
     )
     buffer.add_sources(sources)
     if buffer.num_episodes < 2:

@@ -29,8 +29,8 @@ class RawBatch:
     """One batch as the sampler writes it; arrays are reused from batch to batch.
 
     image / next_image: uint8 (B, 3 cameras, *frame) with frame (H,W,3) for layout "HWC"
-    or (3,H,W) for "CHW"; joint/next_joint (B,J), action (B,A), reward/not_done/
-    return_to_go (B,1) float32; episode (B,1) int64.
+    or (3,H,W) for "CHW"; joint/next_joint (B,J), action (B,A), reward/not_done (B,1)
+    float32.
     """
 
     image: np.ndarray
@@ -40,8 +40,6 @@ class RawBatch:
     action: np.ndarray
     reward: np.ndarray
     not_done: np.ndarray
-    return_to_go: np.ndarray
-    episode: np.ndarray
 
     @staticmethod
     def layout_of(
@@ -49,7 +47,7 @@ class RawBatch:
     ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """Field name -> (shape, dtype) of a batch."""
         images = (batch_size, NUM_CAMERAS, *frame_shape)
-        uint8, float32, int64 = np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.int64)
+        uint8, float32 = np.dtype(np.uint8), np.dtype(np.float32)
         return {
             "image": (images, uint8),
             "next_image": (images, uint8),
@@ -58,8 +56,6 @@ class RawBatch:
             "action": ((batch_size, action_dim), float32),
             "reward": ((batch_size, 1), float32),
             "not_done": ((batch_size, 1), float32),
-            "return_to_go": ((batch_size, 1), float32),
-            "episode": ((batch_size, 1), int64),
         }
 
     def __len__(self) -> int:
@@ -68,29 +64,22 @@ class RawBatch:
 
 @dataclass
 class TransitionTable:
-    """Every transition of the selected episodes: source, frame, next frame, not_done, the
-    recorded episode's discounted Monte-Carlo return-to-go and the episode's index (its row
-    in ``episodes``).
+    """Every transition of the selected episodes: source, frame, next frame, not_done.
 
     Inside an episode, step t pairs with t+1. A terminal last step pairs with itself and
-    not_done = 0; the last step of a non-terminal (timed-out) episode is no transition, and
-    the return-to-go of a timed-out episode is NaN (its tail was never recorded).
+    not_done = 0; the last step of a non-terminal (timed-out) episode is no transition.
     """
 
     source: np.ndarray  # (T,) int32 index into the sources
     frame: np.ndarray  # (T,) int64 frame index inside its source
     next_frame: np.ndarray  # (T,) int64
     not_done: np.ndarray  # (T,) float32
-    return_to_go: np.ndarray  # (T,) float32, sum_k discount^k r_{t+k}; NaN if timed out
-    episode: np.ndarray  # (T,) int64 row of the transition's episode in ``episodes``
 
     @classmethod
-    def build(cls, sources: Sequence[EpisodeSource], episodes: np.ndarray,
-              discount: float = 0.99) -> TransitionTable:
-        """``episodes``: (E,2) rows of (source index, episode index inside that source);
-        ``discount`` of the return-to-go (the agent's gamma)."""
+    def build(cls, sources: Sequence[EpisodeSource], episodes: np.ndarray) -> TransitionTable:
+        """``episodes``: (E,2) rows of (source index, episode index inside that source)."""
         parts = []
-        for row, (source_index, episode_index) in enumerate(episodes.tolist()):
+        for source_index, episode_index in episodes.tolist():
             source = sources[source_index]
             end = int(source.episode_ends[episode_index])
             start = int(source.episode_ends[episode_index - 1]) if episode_index else 0
@@ -100,30 +89,17 @@ class TransitionTable:
             if source.episode_terminal[episode_index]:
                 nxt[-1] = end - 1
                 not_done[-1] = 0.0
-                returns = discounted_returns(source.reward[start:end], discount)
             else:
                 frames, nxt, not_done = frames[:-1], nxt[:-1], not_done[:-1]
-                returns = np.full(frames.shape, np.nan, dtype=np.float32)
             parts.append((np.full(frames.shape, source_index, dtype=np.int32), frames, nxt,
-                          not_done, returns, np.full(frames.shape, row, dtype=np.int64)))
+                          not_done))
         if not parts:
             empty = np.zeros(0, dtype=np.int64)
-            return cls(empty.astype(np.int32), empty, empty, empty.astype(np.float32),
-                       empty.astype(np.float32), empty)
+            return cls(empty.astype(np.int32), empty, empty, empty.astype(np.float32))
         return cls(*(np.concatenate(column) for column in zip(*parts, strict=True)))
 
     def __len__(self) -> int:
         return int(self.frame.shape[0])
-
-
-def discounted_returns(rewards: np.ndarray, discount: float) -> np.ndarray:
-    """G_t = r_t + discount * G_{t+1} over one episode (float32, accumulated in float64)."""
-    returns = np.empty(len(rewards), dtype=np.float64)
-    running = 0.0
-    for t in range(len(rewards) - 1, -1, -1):
-        running = float(rewards[t]) + discount * running
-        returns[t] = running
-    return returns.astype(np.float32)
 
 
 class _FrameReader:
@@ -307,8 +283,6 @@ class TransitionSampler:
         np.take(self._action, frames, axis=0, out=out.action)
         np.take(self._reward, frames, out=out.reward[:, 0])
         np.take(self.table.not_done, indices, out=out.not_done[:, 0])
-        np.take(self.table.return_to_go, indices, out=out.return_to_go[:, 0])
-        np.take(self.table.episode, indices, out=out.episode[:, 0])
         batch = len(indices)
         image = out.image.reshape(batch, NUM_CAMERAS, -1)
         next_image = out.next_image.reshape(batch, NUM_CAMERAS, -1)
