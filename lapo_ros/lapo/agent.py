@@ -419,7 +419,7 @@ class MultimodalLatent(OfflineAgent):
             feature = self.obs_encoder(x.image, x.joint)
             with torch.no_grad():
                 next_feature = self.obs_encoder_target(x.next_image, x.next_joint)
-                target_q = (x.reward + x.discount * self.critic.v(next_feature).float())
+                target_q = x.reward + x.discount * self.critic.v(next_feature).float()
                 target_v = self._target_policy_value(feature.detach(), noise=True).float()
             q1, q2 = self.critic(feature, x.action)
             v = self.critic.v(feature)
