@@ -24,10 +24,10 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "policy_node = lapo_ros.policy_node:main",
-            "sim_node = lapo_ros.sim_node:main",
-            "bag_to_hdf5 = lapo_ros.bag_to_hdf5:main",
-            "lapo_hdf5 = lapo_ros.hdf5_inspect:main",
+            "policy_node = lapo_ros.robot.node:main",
+            "sim_node = lapo_ros.sim.node:main",
+            "bag_to_hdf5 = lapo_ros.bags.convert:main",
+            "lapo_hdf5 = lapo_ros.dataset.inspect:main",
         ],
     },
 )

@@ -24,9 +24,9 @@ add_repo_to_path()
 
 from rosbags.rosbag2 import Reader  # noqa: E402
 
-from lapo_ros.bag_config import BagConversionConfig, RewardConfig  # noqa: E402
-from lapo_ros.bag_to_hdf5 import convert_bags  # noqa: E402
-from lapo_ros.bag_writing import SampleBagSpec, typestore_for, write_sample_bag  # noqa: E402
+from lapo_ros.bags.config import BagConversionConfig, RewardConfig  # noqa: E402
+from lapo_ros.bags.convert import convert_bags  # noqa: E402
+from lapo_ros.bags.writing import SampleBagSpec, typestore_for, write_sample_bag  # noqa: E402
 
 BASELINE = "read-only pass (baseline)"
 

@@ -83,7 +83,7 @@ def three_camera_encoder(output_dim: int):
     import torchvision
     from torch import nn
 
-    from lapo_ros.lapo.networks import IMAGENET_MEAN, IMAGENET_STD, RESNET18_FEATURES
+    from lapo_ros.lapo.models.networks import IMAGENET_MEAN, IMAGENET_STD, RESNET18_FEATURES
 
     class ThreeCameraResNet18(nn.Module):
         def __init__(self) -> None:
@@ -110,7 +110,7 @@ def build_encoder(variant: str, output_dim: int):
     if variant == THREE_CAMERAS:
         return three_camera_encoder(output_dim), "3x ResNet18 (one per camera)"
     if variant == NINE_CHANNEL:
-        from lapo_ros.lapo.networks import ResNet18Encoder
+        from lapo_ros.lapo.models.networks import ResNet18Encoder
 
         return ResNet18Encoder(output_dim=output_dim, in_channels=9), "9-ch ResNet18Encoder"
     raise ValueError(f"unknown encoder variant {variant!r}, use one of {', '.join(VARIANTS)}")

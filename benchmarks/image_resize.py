@@ -16,7 +16,7 @@ import time
 import cv2
 import numpy as np
 
-from lapo_ros.image_preprocessing import resize_rgb
+from lapo_ros.common.images import resize_rgb
 
 
 def textured_frame(height: int, width: int, seed: int = 0) -> np.ndarray:

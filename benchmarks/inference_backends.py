@@ -4,7 +4,7 @@ The policy is ``MultimodalLatent.deployable_policy()`` (random weights) exported
 ``lapo_ros.lapo.export.export_policy`` to ``.onnx`` and ``.pt``. Each backend is timed as
 the node calls it: numpy uint8 image [1,9,H,W] and float32 joint [1,J] in, numpy action
 out (host-device copies included). Rows: eager torch (the baseline), TorchScript and
-onnxruntime on the CPU through ``lapo_ros.policy_runtime`` (the node's runtime); with a
+onnxruntime on the CPU through ``lapo_ros.robot.runtime`` (the node's runtime); with a
 GPU also eager torch CUDA, TorchScript CUDA fp32 / fp16 / bf16, onnxruntime CUDA and the
 TensorRT execution provider (fp32 / fp16). Backends that cannot run here are listed with
 the reason. Backends are timed round-robin so load drift hits all alike.
@@ -58,9 +58,9 @@ def export_files(config: InferenceBenchmarkConfig, folder: Path):
     """(eager policy on CPU, metadata, {'onnx': path, 'torchscript': path})."""
     from training_step import synthetic_statistics
 
-    from lapo_ros.lapo.agent import MultimodalLatent
+    from lapo_ros.common.policy_file import PolicyMetadata
+    from lapo_ros.lapo.algorithms.lapo import MultimodalLatent
     from lapo_ros.lapo.export import export_policy
-    from lapo_ros.policy_file import PolicyMetadata
 
     agent = MultimodalLatent(
         action_dim=ACTION_DIM,
@@ -109,8 +109,8 @@ def traced_runner(policy, device: str, dtype, example) -> Runner:
 
 
 def runtime_runner(path: Path, backend: str, device: str) -> tuple[Runner, str]:
-    """The node's own runtime (``lapo_ros.policy_runtime``); returns what really runs."""
-    from lapo_ros.policy_runtime import load_policy
+    """The node's own runtime (``lapo_ros.robot.runtime``); returns what really runs."""
+    from lapo_ros.robot.runtime import load_policy
 
     runtime = load_policy(path, backend=backend, device=device)
     return (lambda image, joint: runtime.infer(image, joint)), runtime.device

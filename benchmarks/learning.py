@@ -2,7 +2,7 @@
 """LAPO vs behaviour cloning on the simulated reach task: closed-loop success rates.
 
 Same encoder (ResNet18, 9-channel), same data and same number of steps for both; BC is
-MSE regression (``lapo_ros.lapo.bc``). Two datasets of scripted demonstrations:
+MSE regression (``lapo_ros.lapo.algorithms.bc``). Two datasets of scripted demonstrations:
 ``expert`` (expert only) and ``heterogeneous`` (expert, noisy and wrong-target, the mix
 of the demo). Each policy is run in closed loop in the sim (in-process, no DDS, for speed)
 on target layouts unseen in training; the scripted expert on the same layouts is the
@@ -33,9 +33,9 @@ add_repo_to_path()
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from lapo_ros.dataset.layout import write_episodes  # noqa: E402
 from lapo_ros.demo.demonstrations import DemoMix, iter_demonstrations  # noqa: E402
 from lapo_ros.demo.pipeline import expert_success  # noqa: E402
-from lapo_ros.hdf5_layout import write_episodes  # noqa: E402
 from lapo_ros.sim import JOINT_NAMES, DualArmReachEnv, SimConfig  # noqa: E402
 from lapo_ros.sim.task import TaskConfig  # noqa: E402
 
@@ -61,7 +61,7 @@ def make_dataset(path: Path, fractions: dict[str, float], episodes: int, sim: Si
 def train_agent(algo: str, data: Path, sim: SimConfig, steps: int, batch_size: int,
                 seed: int, device: str, lapo_options: dict):
     from lapo_ros.lapo import MultimodalLatent, MultimodalReplayBuffer
-    from lapo_ros.lapo.bc import BehaviorCloning
+    from lapo_ros.lapo.algorithms.bc import BehaviorCloning
 
     size = sim.image_size[0]
     buffer = MultimodalReplayBuffer(16, 16, device, image_size=size, seed=seed,
@@ -112,7 +112,7 @@ def target_notes(means: dict[tuple[str, str], float], expert: float) -> list[str
 def lapo_settings(config: Path, changes: dict) -> dict:
     """The ``agent:`` section of a training config with ``changes`` on top (``seed`` and
     ``image_size`` are the benchmark's)."""
-    from lapo_ros.lapo.train_config import read_yaml_settings
+    from lapo_ros.lapo.training.config import read_yaml_settings
 
     agent = dict(read_yaml_settings(config).get("agent") or {})
     return {k: v for k, v in {**agent, **changes}.items() if k not in ("seed", "image_size")}
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithms", nargs="+", choices=["bc", "lapo"],
                         default=["bc", "lapo"], help="algorithms to run (default both)")
     args = parser.parse_args(argv)
-    from lapo_ros.lapo.config import LAPOConfig
+    from lapo_ros.lapo.algorithms.config import LAPOConfig
 
     try:  # a misspelt or invalid setting fails here, not after the first BC runs
         lapo_options = lapo_settings(args.config, dict(args.lapo_set))

@@ -39,7 +39,7 @@ def write_conv_policy(path: Path, size: int, width: int) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    from lapo_ros.policy_file import METADATA_KEY, PolicyMetadata
+    from lapo_ros.common.policy_file import METADATA_KEY, PolicyMetadata
 
     rng = np.random.default_rng(0)
     joints, actions = len(JOINTS), len(JOINTS)
@@ -157,8 +157,8 @@ def instrumented(base):
 
 def convert_at_tick_node():
     """policy_node variant that keeps raw messages and converts them in the tick."""
-    from lapo_ros.image_preprocessing import CAMERA_ORDER, resize_rgb, stack_cameras
-    from lapo_ros.policy_node import PolicyNode, stamp_ns
+    from lapo_ros.common.images import CAMERA_ORDER, resize_rgb, stack_cameras
+    from lapo_ros.robot.node import PolicyNode, stamp_ns
 
     class ConvertAtTick(PolicyNode):
         def _on_image(self, camera, msg):
@@ -237,7 +237,7 @@ def run_node(
 
 
 def model_only(model: Path, iterations: int) -> list[float]:
-    from lapo_ros.policy_runtime import load_policy
+    from lapo_ros.robot.runtime import load_policy
 
     runtime = load_policy(model)
     runtime.warm_up(5)
@@ -273,7 +273,7 @@ def main() -> None:
         if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") == "rmw_fastrtps_cpp":
             os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_LARGE_FRAMES))
         model = args.model or write_conv_policy(Path(tmp) / "bench.onnx", 224, args.width)
-        from lapo_ros.policy_node import PolicyNode
+        from lapo_ros.robot.node import PolicyNode
 
         baseline = model_only(model, int(duration * args.rate))
         run = {"model": model, "rate_hz": args.rate, "duration_s": duration, "domain": domain}

@@ -13,8 +13,8 @@ cameras) in one process, round-robin:
 - ``MultimodalReplayBuffer.sample``: the fast path plus building the TransitionBatch
   (cameras stacked to [B,9,H,W] with a copy on the device, here the CPU).
 
-Then ``make_loader`` with 2 DataLoader workers (TransitionBatch on the CPU) over the same
-file, timed over a stream of batches.
+Then the trainer's ``step_batches`` with 2 DataLoader workers (TransitionBatch on the CPU)
+over the same file, timed over a stream of batches.
 
     python benchmarks/sampler.py [--quick] [--out FILE.md]
 """
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from common import (
     Table,
     add_repo_to_path,
@@ -40,9 +41,9 @@ from common import (
 
 add_repo_to_path()
 
-from lapo_ros.hdf5_layout import Episode, write_episodes  # noqa: E402
-from lapo_ros.lapo.replay_buffer import MultimodalReplayBuffer  # noqa: E402
-from lapo_ros.lapo.transition_loader import make_loader  # noqa: E402
+from lapo_ros.dataset.layout import Episode, write_episodes  # noqa: E402
+from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer  # noqa: E402
+from lapo_ros.lapo.data.step_batches import step_batches  # noqa: E402
 
 CAMERAS = ("left", "right", "global")
 
@@ -138,11 +139,14 @@ def buffer_sample(path: Path, config: SamplerBenchmarkConfig):
 
 
 def loader_throughput(path: Path, config: SamplerBenchmarkConfig) -> float:
-    """Transitions per second of make_loader with workers, after its first batches."""
+    """Transitions per second of step_batches with workers, after its first batches."""
     buffer = MultimodalReplayBuffer(image_size=config.image_size)
     buffer.load_from_hdf5(path)
-    stream = iter(make_loader(buffer, config.batch_size, config.num_workers, seed=0))
-    for _ in range(2 * config.num_workers):  # workers started and their rings allocated
+    warm_up = 2 * config.num_workers  # workers started and their rings allocated
+    stream = step_batches(buffer, seed=0, rank=0, batch_size=config.batch_size, first_step=0,
+                          last_step=warm_up + config.loader_batches,
+                          device=torch.device("cpu"), num_workers=config.num_workers)
+    for _ in range(warm_up):
         next(stream)
     start = time.perf_counter()
     for batch in itertools.islice(stream, config.loader_batches):
@@ -180,7 +184,7 @@ def main(argv=None) -> None:
         baseline = baseline or rate
         table.add_row(name, 1, f"{rate:,.0f}", f"{rate * transition_bytes / 1e6:,.0f}",
                       ratio(rate, baseline))
-    table.add_row(f"make_loader, {config.num_workers} workers (TransitionBatch on CPU)",
+    table.add_row(f"step_batches, {config.num_workers} workers (TransitionBatch on CPU)",
                   1 + config.num_workers, f"{loader:,.0f}",
                   f"{loader * transition_bytes / 1e6:,.0f}", ratio(loader, baseline))
     table.notes += [

@@ -39,7 +39,7 @@ JOINT_DIM = 16
 def _write_data(path: Path, image_size: int, episodes: int, steps: int) -> Path:
     import numpy as np
 
-    from lapo_ros.hdf5_layout import Episode, write_episodes
+    from lapo_ros.dataset.layout import Episode, write_episodes
 
     rng = np.random.default_rng(0)
     shape = (steps, image_size, image_size, 3)
@@ -58,7 +58,7 @@ def _write_data(path: Path, image_size: int, episodes: int, steps: int) -> Path:
 def checkpoint_table(agent, folder: Path, repeats: int) -> Table:
     import torch
 
-    from lapo_ros.lapo.run_checkpoint import read_training_record, save_training_checkpoint
+    from lapo_ros.lapo.training.checkpoint import read_training_record, save_training_checkpoint
 
     record = {"step": 1, "config": {"batch_size": 64}, "joint_names": ["j"] * JOINT_DIM}
     ours, baseline = folder / "ours.pt", folder / "baseline.pt"
@@ -96,9 +96,8 @@ def checkpoint_table(agent, folder: Path, repeats: int) -> Table:
 def batch_table(data: Path, image_size: int, batch_size: int, batches: int) -> Table:
     import torch
 
-    from lapo_ros.lapo.replay_buffer import MultimodalReplayBuffer
-    from lapo_ros.lapo.step_batches import step_batches
-    from lapo_ros.lapo.transition_loader import make_loader
+    from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer
+    from lapo_ros.lapo.data.step_batches import step_batches
 
     device = torch.device("cpu")
     buffer = MultimodalReplayBuffer(JOINT_DIM, JOINT_DIM, device, image_size)
@@ -122,8 +121,6 @@ def batch_table(data: Path, image_size: int, batch_size: int, batches: int) -> T
             lambda: (buffer.sample(batch_size) for _ in range(batches + 1)),
         "step_batches, 0 workers": steps(0),
         "step_batches, 2 workers": steps(2),
-        "transition_loader, 2 workers (not step-indexed)":
-            lambda: iter(make_loader(buffer, batch_size, num_workers=2, device=device)),
     }
     rates = {name: rate(make) for name, make in variants.items()}
     base = next(iter(rates.values()))
@@ -142,8 +139,8 @@ def main() -> None:
     quick_threads(args.quick)
     import torch
 
-    from lapo_ros.lapo.agent import MultimodalLatent
-    from lapo_ros.lapo.replay_buffer import MultimodalReplayBuffer
+    from lapo_ros.lapo.algorithms.lapo import MultimodalLatent
+    from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer
 
     image_size = 64 if args.quick else 224
     with tempfile.TemporaryDirectory(prefix="lapo_trainer_io_") as tmp:

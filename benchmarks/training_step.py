@@ -101,7 +101,7 @@ def variants(with_compile: bool) -> list[Variant]:
 def synthetic_statistics():
     import numpy as np
 
-    from lapo_ros.lapo.batch import DatasetStatistics
+    from lapo_ros.lapo.data.batch import DatasetStatistics
 
     return DatasetStatistics(
         joint_mean=np.zeros(JOINT_DIM, np.float32),
@@ -120,7 +120,7 @@ def synthetic_batch(batch_size: int, image_size: int, device):
     """A random batch of transitions, resident on ``device`` (uint8 images as the buffer's)."""
     import torch
 
-    from lapo_ros.lapo.batch import TransitionBatch
+    from lapo_ros.lapo.data.batch import TransitionBatch
 
     generator = torch.Generator().manual_seed(0)
     image_shape = (batch_size, 9, image_size, image_size)
@@ -143,7 +143,7 @@ def write_dataset(path, config: TrainingBenchmarkConfig) -> None:
     """A canonical HDF5 file of random episodes at the benchmark's image size."""
     import numpy as np
 
-    from lapo_ros.hdf5_layout import Episode, write_episodes
+    from lapo_ros.dataset.layout import Episode, write_episodes
 
     rng = np.random.default_rng(0)
     length, size = config.episode_length, config.image_size
@@ -169,7 +169,7 @@ def write_dataset(path, config: TrainingBenchmarkConfig) -> None:
 
 
 def replay_buffer(path, config: TrainingBenchmarkConfig, device):
-    from lapo_ros.lapo.replay_buffer import MultimodalReplayBuffer
+    from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer
 
     buffer = MultimodalReplayBuffer(
         action_dim=ACTION_DIM, joint_dim=JOINT_DIM, device=device, image_size=config.image_size
@@ -179,7 +179,7 @@ def replay_buffer(path, config: TrainingBenchmarkConfig, device):
 
 
 def build_agent(variant: Variant, config: TrainingBenchmarkConfig, device, dataset=None):
-    from lapo_ros.lapo.agent import MultimodalLatent
+    from lapo_ros.lapo.algorithms.lapo import MultimodalLatent
 
     data = (
         {"replay_buffer": replay_buffer(dataset, config, device)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-from lapo_ros.hdf5_layout import Episode
+from lapo_ros.dataset.layout import Episode
 
 JOINT_DIM = 16
 ACTION_DIM = 16

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from lapo_core_data import ArrayTransitions
 
-from lapo_ros.lapo.batch import TransitionBatch
+from lapo_ros.lapo.data.batch import TransitionBatch
 
 MODE = 0.6
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 30), (30, 30, 220)

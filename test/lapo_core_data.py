@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lapo_ros.lapo.batch import DatasetStatistics, TransitionBatch
+from lapo_ros.lapo.data.batch import DatasetStatistics, TransitionBatch
 
 
 class ArrayTransitions:

@@ -1,4 +1,4 @@
-"""A literal transcription of one LAPO iteration, independent of ``lapo_ros.lapo.agent``.
+"""A literal transcription of one LAPO iteration, independent of ``lapo_ros.lapo.algorithms.lapo``.
 
 Transcribed from ``Latent.train`` in pcchenxi/LAPO-offlienRL ``algos/algos_vae.py`` (the
 version with ``get_target_q``), line by line, with LAPO's ``state`` read through this

@@ -2,7 +2,7 @@
 
 ``action = joint[:, :A] + offset + image_gain * mean(image)``: hand-written ONNX (with
 ``onnx.helper``, also malformed on purpose) or a torch module exported by the project's
-``lapo_ros.lapo.export``, with lapo_ros metadata per ``lapo_ros.policy_file``.
+``lapo_ros.lapo.export``, with lapo_ros metadata per ``lapo_ros.common.policy_file``.
 ``replace_metadata`` and ``write_torchscript_policy`` give files whose metadata text is
 anything at all (malformed, or disagreeing with the graph).
 """
@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from lapo_ros.policy_file import (
+from lapo_ros.common.policy_file import (
     INPUT_IMAGE,
     INPUT_JOINT,
     METADATA_KEY,

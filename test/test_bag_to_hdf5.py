@@ -16,7 +16,7 @@ import pytest
 import yaml
 from rosbags.rosbag2 import Reader, Writer
 
-from lapo_ros.bag_config import (
+from lapo_ros.bags.config import (
     BagConversionConfig,
     ConfigError,
     RewardConfig,
@@ -24,9 +24,9 @@ from lapo_ros.bag_config import (
     load_config,
     load_labels,
 )
-from lapo_ros.bag_reading import FrameCache, bag_name
-from lapo_ros.bag_to_hdf5 import convert_bags, main
-from lapo_ros.bag_writing import (
+from lapo_ros.bags.convert import convert_bags, main
+from lapo_ros.bags.reading import FrameCache, bag_name
+from lapo_ros.bags.writing import (
     DEFAULT_JOINT_NAMES,
     EpisodeBagWriter,
     SampleBagSpec,
@@ -35,9 +35,9 @@ from lapo_ros.bag_writing import (
     typestore_for,
     write_sample_bag,
 )
-from lapo_ros.hdf5_episodes import read_file
-from lapo_ros.hdf5_layout import IMAGE_KEYS
-from lapo_ros.image_preprocessing import CAMERA_ORDER, resize_rgb
+from lapo_ros.common.images import CAMERA_ORDER, resize_rgb
+from lapo_ros.dataset.episodes import read_file
+from lapo_ros.dataset.layout import IMAGE_KEYS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RELIABLE_QOS = yaml.safe_dump([{
@@ -761,7 +761,7 @@ import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # no file may grow past limit
-from lapo_ros.bag_to_hdf5 import main
+from lapo_ros.bags.convert import main
 sys.exit(main(sys.argv[2:]))
 """
 

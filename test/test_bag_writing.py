@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
-from lapo_ros.bag_writing import (
+from lapo_ros.bags.writing import (
     BagTopics,
     BagWriteError,
     EpisodeBagWriter,
@@ -16,7 +16,7 @@ from lapo_ros.bag_writing import (
     typestore_for,
     write_sample_bag,
 )
-from lapo_ros.image_preprocessing import compressed_msg_to_rgb, image_msg_to_rgb
+from lapo_ros.common.images import compressed_msg_to_rgb, image_msg_to_rgb
 
 TYPESTORE = typestore_for("humble")
 

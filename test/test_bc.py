@@ -9,10 +9,10 @@ import pytest
 import torch
 from lapo_core_data import random_transitions
 
-from lapo_ros.image_preprocessing import resize_rgb, stack_cameras
-from lapo_ros.lapo.agent import CheckpointError
-from lapo_ros.lapo.bc import BehaviorCloning
-from lapo_ros.lapo.networks import ImageJointEncoder
+from lapo_ros.common.images import resize_rgb, stack_cameras
+from lapo_ros.lapo.algorithms.bc import BehaviorCloning
+from lapo_ros.lapo.algorithms.lapo import CheckpointError
+from lapo_ros.lapo.models.networks import ImageJointEncoder
 
 SMALL = {
     "hidden_dims": (32, 32),

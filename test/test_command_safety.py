@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from lapo_ros.command_safety import CommandLimits, UnsafeCommand, safe_command
+from lapo_ros.robot.command_safety import CommandLimits, UnsafeCommand, safe_command
 
 NAMES = ["a", "b", "c"]
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False)

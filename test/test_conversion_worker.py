@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from lapo_ros.sensor_cache import ConversionWorker
+from lapo_ros.robot.sensor_cache import ConversionWorker
 
 
 def test_the_newest_pending_conversion_of_an_input_wins():

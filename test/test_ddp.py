@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from lapo_ros.lapo import distributed
-from lapo_ros.lapo.run_checkpoint import read_training_record
+from lapo_ros.lapo.training import distributed
+from lapo_ros.lapo.training.checkpoint import read_training_record
 
 sys.path.insert(0, str(Path(__file__).parent))
 from training_fixtures import write_dataset  # noqa: E402

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import yaml
 
-from lapo_ros.bag_config import config_from_dict
-from lapo_ros.bag_to_hdf5 import convert_bags
+from lapo_ros.bags.config import config_from_dict
+from lapo_ros.bags.convert import convert_bags
+from lapo_ros.dataset.layout import ACTION_KEY, EPISODE_ENDS_KEY, IMAGE_KEYS, JOINT_KEY, REWARD_KEY
 from lapo_ros.demo.demonstrations import (
     DemoMix,
     conversion_config,
     iter_demonstrations,
     record_demonstration_bags,
 )
-from lapo_ros.hdf5_layout import ACTION_KEY, EPISODE_ENDS_KEY, IMAGE_KEYS, JOINT_KEY, REWARD_KEY
 from lapo_ros.sim import SimConfig
 
 SIM = SimConfig(image_size=(24, 24))
@@ -78,9 +78,9 @@ def test_closed_loop_runs_a_policy_file_through_policy_node(tmp_path):
     pytest.importorskip("rclpy")
     from synthetic_policy import write_onnx_policy
 
-    from lapo_ros.demo.closed_loop import ClosedLoopConfig, run_closed_loop
-    from lapo_ros.policy_file import PolicyMetadata
+    from lapo_ros.common.policy_file import PolicyMetadata
     from lapo_ros.sim import JOINT_NAMES
+    from lapo_ros.sim.closed_loop import ClosedLoopConfig, run_closed_loop
 
     metadata = PolicyMetadata(
         joint_names=list(JOINT_NAMES),
@@ -103,7 +103,7 @@ def test_closed_loop_runs_a_policy_file_through_policy_node(tmp_path):
 
 def test_closed_loop_reports_a_policy_node_that_cannot_start(tmp_path):
     pytest.importorskip("rclpy")
-    from lapo_ros.demo.closed_loop import ClosedLoopConfig, ClosedLoopError, run_closed_loop
+    from lapo_ros.sim.closed_loop import ClosedLoopConfig, ClosedLoopError, run_closed_loop
 
     with pytest.raises(ClosedLoopError, match="policy_node exited"):
         run_closed_loop(
@@ -114,8 +114,8 @@ def test_closed_loop_reports_a_policy_node_that_cannot_start(tmp_path):
 
 
 def test_pipeline_table_and_expert_reference():
-    from lapo_ros.demo.closed_loop import ClosedLoopResult
     from lapo_ros.demo.pipeline import expert_success, markdown_table, result_row
+    from lapo_ros.sim.closed_loop import ClosedLoopResult
 
     result = ClosedLoopResult(successes=[True, False, True, True], failures=[False, True, False,
                               False], steps=[20, 30, 22, 24], latency_ms=np.arange(1.0, 101.0),

@@ -14,10 +14,10 @@ import torch
 from matplotlib import image as mpimg
 from torch import nn
 
-from lapo_ros.hdf5_layout import Episode, write_episodes
+from lapo_ros.common.policy_file import PolicyMetadata
+from lapo_ros.dataset.layout import Episode, write_episodes
 from lapo_ros.lapo.evaluation import EvaluationError, evaluate_policy_file
 from lapo_ros.lapo.export import export_policy
-from lapo_ros.policy_file import PolicyMetadata
 
 sys.path.insert(0, str(Path(__file__).parent))
 from training_fixtures import JOINT_NAMES, RATE_HZ  # noqa: E402

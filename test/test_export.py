@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from lapo_ros.common.policy_file import METADATA_KEY, PolicyMetadata, PolicyMetadataError
 from lapo_ros.lapo.export import (
     PolicyExportError,
     export_policy,
@@ -22,7 +23,6 @@ from lapo_ros.lapo.export import (
     random_policy_inputs,
     read_policy_metadata,
 )
-from lapo_ros.policy_file import METADATA_KEY, PolicyMetadata, PolicyMetadataError
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning:torch.jit")
 
@@ -203,8 +203,8 @@ def test_metadata_of_another_format_version_is_refused(tmp_path, metadata):
 # ------------------------------------------------------------ from a training checkpoint
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    from lapo_ros.lapo.train_config import load_train_config
-    from lapo_ros.lapo.trainer import train
+    from lapo_ros.lapo.training.config import load_train_config
+    from lapo_ros.lapo.training.trainer import train
 
     sys.path.insert(0, str(Path(__file__).parent))
     from training_fixtures import write_dataset
@@ -237,7 +237,7 @@ def _cli(*args: str) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".onnx", ".pt"])
 def test_checkpoint_export_is_self_describing_and_acts_like_the_agent(tmp_path, checkpoint, suffix):
-    from lapo_ros.lapo.run_checkpoint import load_trained_agent
+    from lapo_ros.lapo.training.checkpoint import load_trained_agent
 
     out = tmp_path / f"policy{suffix}"
     assert _cli("--checkpoint", str(checkpoint), "--out", str(out)) == 0
@@ -259,7 +259,7 @@ def test_checkpoint_export_is_self_describing_and_acts_like_the_agent(tmp_path, 
     cameras = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(3)]
     joint = rng.normal(size=4).astype(np.float32)
     expected = agent.select_action(*cameras, joint)  # resizes 48x64 -> 32x32 inside
-    from lapo_ros.lapo.deploy import observation_arrays
+    from lapo_ros.lapo.models.policy import observation_arrays
 
     image, joint_array = observation_arrays(*cameras, joint, 32, 4)
     action = load_policy_runner(out)(image[None], joint_array[None])[0]

@@ -13,7 +13,7 @@ from hdf5_test_data import (
     write_seed_file,
 )
 
-from lapo_ros.hdf5_episodes import (
+from lapo_ros.dataset.episodes import (
     AlohaLayout,
     DatasetReadError,
     expand_paths,
@@ -21,7 +21,7 @@ from lapo_ros.hdf5_episodes import (
     load_sources,
     read_file,
 )
-from lapo_ros.hdf5_layout import write_episodes
+from lapo_ros.dataset.layout import write_episodes
 
 CAMERAS = {"left": "cam_left_wrist", "right": "cam_right_wrist", "global": "cam_high"}
 

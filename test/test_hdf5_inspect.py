@@ -16,8 +16,8 @@ from hdf5_test_data import (
     write_seed_file,
 )
 
-from lapo_ros.hdf5_inspect import main
-from lapo_ros.hdf5_layout import write_episodes
+from lapo_ros.dataset.inspect import main
+from lapo_ros.dataset.layout import write_episodes
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def test_usage_errors(tmp_path, capsys):
 
 def test_runs_as_a_module(good_file):
     result = subprocess.run(
-        [sys.executable, "-m", "lapo_ros.hdf5_inspect", "inspect", str(good_file)],
+        [sys.executable, "-m", "lapo_ros.dataset.inspect", "inspect", str(good_file)],
         capture_output=True,
         text=True,
         timeout=60,

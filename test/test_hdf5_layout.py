@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hdf5_test_data import JOINT_NAMES, coded_episodes
 
-from lapo_ros.hdf5_layout import DatasetWriteError, write_episodes
+from lapo_ros.dataset.layout import DatasetWriteError, write_episodes
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from oversize_images import black_png
 from sensor_msgs.msg import CompressedImage, Image
 
-from lapo_ros.image_preprocessing import (
+from lapo_ros.common.images import (
     CAMERA_ORDER,
     ImageConversionError,
     ImageTooLarge,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lapo_ros.joint_matching import JointNameError, check_unique, duplicate_names, joint_index
+from lapo_ros.common.joints import JointNameError, check_unique, duplicate_names, joint_index
 
 
 def test_values_are_picked_by_name_in_the_wanted_order():

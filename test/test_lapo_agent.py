@@ -9,9 +9,9 @@ import pytest
 import torch
 from lapo_core_data import random_transitions
 
-from lapo_ros.image_preprocessing import ImageConversionError, resize_rgb, stack_cameras
+from lapo_ros.common.images import ImageConversionError, resize_rgb, stack_cameras
 from lapo_ros.lapo import MultimodalLatent
-from lapo_ros.lapo.agent import CheckpointError, polyak_update
+from lapo_ros.lapo.algorithms.lapo import CheckpointError, polyak_update
 
 SMALL = {
     "hidden_dims": (32, 32),
@@ -261,7 +261,7 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     )
     with pytest.raises(CheckpointError, match="agent.pt.*action_dim 16"):
         wrong.load(path)
-    from lapo_ros.lapo.bc import BehaviorCloning
+    from lapo_ros.lapo.algorithms.bc import BehaviorCloning
 
     with pytest.raises(CheckpointError, match="agent.pt.*'multimodal_latent'"):
         BehaviorCloning.from_checkpoint(path)
@@ -312,7 +312,7 @@ def test_value_bounds_default_to_the_dataset_rewards():
 
 
 def episodes(count: int, length: int, image_size: int, seed: int) -> list:
-    from lapo_ros.hdf5_layout import Episode
+    from lapo_ros.dataset.layout import Episode
 
     rng = np.random.default_rng(seed)
 
@@ -334,7 +334,7 @@ def episodes(count: int, length: int, image_size: int, seed: int) -> list:
 
 
 def test_trains_from_an_hdf5_file_through_the_replay_buffer(tmp_path):
-    from lapo_ros.hdf5_layout import write_episodes
+    from lapo_ros.dataset.layout import write_episodes
     from lapo_ros.lapo import MultimodalReplayBuffer
 
     path = tmp_path / "robot_data.hdf5"

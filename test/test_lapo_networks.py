@@ -10,16 +10,16 @@ import torch
 from torchvision.models import resnet18
 
 from lapo_ros.lapo import ActorVAE, ImageJointEncoder, ResNet18Encoder
-from lapo_ros.lapo.batch import DatasetStatistics
-from lapo_ros.lapo.deploy import DeployablePolicy, LatentPolicyHead
-from lapo_ros.lapo.networks import (
+from lapo_ros.lapo.data.batch import DatasetStatistics
+from lapo_ros.lapo.models.networks import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Actor,
     Critic,
     PretrainedWeightsError,
 )
-from lapo_ros.lapo.normalization import ActionScaler, JointNormalizer
+from lapo_ros.lapo.models.normalization import ActionScaler, JointNormalizer
+from lapo_ros.lapo.models.policy import DeployablePolicy, LatentPolicyHead
 
 
 def count(module: torch.nn.Module) -> int:

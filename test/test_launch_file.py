@@ -14,8 +14,8 @@ import yaml
 from rclpy.parameter import Parameter
 from synthetic_policy import make_metadata, write_onnx_policy
 
-from lapo_ros.node_parameters import DESCRIPTIONS
-from lapo_ros.policy_node import COMMANDS, DIAGNOSTICS, JOINT_STATES, PolicyNode, camera_topic
+from lapo_ros.robot.node import COMMANDS, DIAGNOSTICS, JOINT_STATES, PolicyNode, camera_topic
+from lapo_ros.robot.parameters import DESCRIPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "policy.launch.py"

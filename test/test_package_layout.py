@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from ament_index_python.packages import get_package_share_directory, get_search_paths
 from catkin_pkg.package import parse_package
+from import_graph import ROOT, imported_modules
 
-ROOT = Path(__file__).resolve().parents[1]
 ROS_PACKAGES = ("rclpy", "sensor_msgs", "std_msgs", "std_srvs", "trajectory_msgs",
                 "diagnostic_msgs", "builtin_interfaces", "rcl_interfaces", "launch", "launch_ros",
                 "ament_index_python")
@@ -51,23 +51,6 @@ def console_scripts() -> dict[str, tuple[str, str]]:
 
 def module_file(module: str) -> Path:
     return ROOT / (module.replace(".", "/") + ".py")
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Absolute names of what ``path`` imports (relative imports resolved; `from m import x`
-    gives m and m.x, since x may be a submodule)."""
-    package = path.relative_to(ROOT).parts[:-1]
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            parts = [*package[:len(package) + 1 - node.level], node.module] if node.level \
-                else [node.module]
-            base = ".".join(part for part in parts if part)
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
-    return names
 
 
 def package_files(module: str) -> list[Path]:

@@ -35,10 +35,10 @@ from synthetic_policy import (
 )
 from trajectory_msgs.msg import JointTrajectory
 
-from lapo_ros.node_parameters import ParameterError
-from lapo_ros.policy_file import PolicyMetadata
-from lapo_ros.policy_node import DIAGNOSTICS, LoopCounts, PolicyNode, loop_health
-from lapo_ros.policy_runtime import PolicyRuntimeError
+from lapo_ros.common.policy_file import PolicyMetadata
+from lapo_ros.robot.node import DIAGNOSTICS, LoopCounts, PolicyNode, loop_health
+from lapo_ros.robot.parameters import ParameterError
+from lapo_ros.robot.runtime import PolicyRuntimeError
 
 RATE_HZ = 20.0
 JOINTS = ["joint_0", "joint_1", "joint_2", "joint_3"]
@@ -598,7 +598,7 @@ def test_refuses_policy_metadata_with_repeated_joint_names(
 def run_main(*arguments: str) -> subprocess.CompletedProcess:
     root = str(Path(__file__).resolve().parents[1])
     return subprocess.run(
-        [sys.executable, "-m", "lapo_ros.policy_node", *arguments],
+        [sys.executable, "-m", "lapo_ros.robot.node", *arguments],
         capture_output=True,
         text=True,
         timeout=60,
@@ -663,7 +663,7 @@ def signal_handlers_kept():
 @pytest.mark.parametrize("shut_down", [True, False])
 def test_main_treats_a_failure_after_ctrl_c_at_start_up_as_a_clean_stop(
         policy_path, monkeypatch, signal_handlers_kept, shut_down):
-    import lapo_ros.policy_node as policy_node
+    import lapo_ros.robot.node as policy_node
 
     def executor_after_signal():
         if shut_down:  # what rclpy's SIGINT handler does while the node is being built
@@ -680,9 +680,9 @@ def test_main_treats_a_failure_after_ctrl_c_at_start_up_as_a_clean_stop(
 
 
 def start_node_process(policy_path) -> subprocess.Popen:
-    """``python -m lapo_ros.policy_node`` on ``policy_path``, returned once it spins."""
+    """``python -m lapo_ros.robot.node`` on ``policy_path``, returned once it spins."""
     root = str(Path(__file__).resolve().parents[1])
-    command = [sys.executable, "-m", "lapo_ros.policy_node", *ros_arguments(policy_path)]
+    command = [sys.executable, "-m", "lapo_ros.robot.node", *ros_arguments(policy_path)]
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,

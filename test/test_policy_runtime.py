@@ -19,7 +19,7 @@ from synthetic_policy import (
     write_torchscript_policy,
 )
 
-from lapo_ros.policy_runtime import PolicyRuntimeError, load_policy, resolve_backend
+from lapo_ros.robot.runtime import PolicyRuntimeError, load_policy, resolve_backend
 
 OFFSET = np.array([0.5, -0.25, 1.0], np.float32)
 
@@ -179,10 +179,10 @@ def test_onnx_backend_does_not_import_torch(tmp_path):
     path = write_onnx_policy(tmp_path / "p.onnx", make_metadata())
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "from lapo_ros.policy_runtime import load_policy\n"
+        "from lapo_ros.robot.runtime import load_policy\n"
         f"runtime = load_policy({str(path)!r})\n"
         "runtime.warm_up(1)\n"
-        "import lapo_ros.policy_node\n"
+        "import lapo_ros.robot.node\n"
         "print('ok')\n"
     )
     root = str(Path(__file__).resolve().parents[1])

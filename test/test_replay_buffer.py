@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import h5py
@@ -17,11 +16,11 @@ from hdf5_test_data import (
     write_seed_file,
 )
 
-from lapo_ros.hdf5_episodes import AlohaLayout, DatasetReadError
-from lapo_ros.hdf5_layout import write_episodes
-from lapo_ros.image_preprocessing import resize_rgb, stack_cameras
+from lapo_ros.common.images import resize_rgb, stack_cameras
+from lapo_ros.dataset.episodes import AlohaLayout, DatasetReadError
+from lapo_ros.dataset.layout import write_episodes
 from lapo_ros.lapo import MultimodalReplayBuffer, TransitionBatch
-from lapo_ros.lapo.transition_loader import make_loader
+from lapo_ros.lapo.data.step_batches import step_batches
 
 LENGTHS = [5, 4, 6, 1, 3]
 TERMINALS = [True, False, True, False, False]  # 5 + 3 + 6 + 0 + 2 = 16 transitions
@@ -235,12 +234,17 @@ def test_only_timed_out_single_steps_cannot_train(tmp_path):
         _buffer(path).sample(2)
 
 
+def _steps(buffer, seed=1, steps=12, num_workers=0, batch_size=8):
+    return list(step_batches(buffer, seed=seed, rank=0, batch_size=batch_size, first_step=0,
+                             last_step=steps, device=torch.device("cpu"),
+                             num_workers=num_workers))
+
+
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_loader_batches_are_consistent(data_file, num_workers):
+def test_step_batches_are_consistent(data_file, num_workers):
     buffer = _buffer(data_file)
     buffer.sample(4)  # files opened in this process before the workers fork
-    loader = make_loader(buffer, batch_size=8, num_workers=num_workers, seed=1)
-    batches = list(itertools.islice(loader, 12))
+    batches = _steps(buffer, num_workers=num_workers)
     for batch in batches:  # later batches never overwrote earlier ones
         assert batch.image.shape == (8, 9, 16, 16) and batch.image.device.type == "cpu"
         assert_batch_consistent(batch)
@@ -248,16 +252,16 @@ def test_loader_batches_are_consistent(data_file, num_workers):
     assert len(steps) > 8
 
 
-def test_loader_seeds_repeat_in_process(data_file):
-    def first_joints(seed):
-        loader = make_loader(_buffer(data_file), batch_size=8, num_workers=0, seed=seed)
-        return [b.joint for b in itertools.islice(loader, 3)]
+def test_step_batches_are_a_function_of_seed_and_step_not_of_workers(data_file):
+    buffer = _buffer(data_file)
+    buffer.sample(4)
+    serial, parallel = _steps(buffer, seed=4), _steps(buffer, seed=4, num_workers=2)
+    assert all(torch.equal(a.joint, b.joint) and torch.equal(a.image, b.image)
+               for a, b in zip(serial, parallel, strict=True))
+    assert not torch.equal(serial[0].joint, _steps(buffer, seed=5, steps=1)[0].joint)
 
-    assert all(torch.equal(a, b) for a, b in zip(first_joints(4), first_joints(4), strict=True))
-    assert not torch.equal(first_joints(4)[0], first_joints(5)[0])
 
-
-def test_loader_reads_h5py_fallback_in_workers(tmp_path):
+def test_step_batches_read_the_h5py_fallback_in_workers(tmp_path):
     path = tmp_path / "gzip.hdf5"
     write_episodes(
         path,
@@ -269,7 +273,7 @@ def test_loader_reads_h5py_fallback_in_workers(tmp_path):
     buffer = _buffer(path)
     buffer.sample(4)
     with h5py.File(path, "r"):  # another open handle in the parent does not matter
-        for batch in itertools.islice(make_loader(buffer, 8, num_workers=2, seed=0), 4):
+        for batch in _steps(buffer, seed=0, steps=4, num_workers=2):
             assert_batch_consistent(batch)
 
 
@@ -310,7 +314,7 @@ def test_pixels_match_the_shared_image_path(tmp_path, chw_file, size):
         write_episodes(path, episodes, joint_names=JOINT_NAMES, rate_hz=10.0)
     buffer = MultimodalReplayBuffer(image_size=size)
     buffer.load_from_hdf5(path)
-    batches = [buffer.sample(8)] + list(itertools.islice(make_loader(buffer, 8, 0, seed=2), 2))
+    batches = [buffer.sample(8), *_steps(buffer, seed=2, steps=2)]
     for batch in batches:
         for images, joints in ((batch.image, batch.joint), (batch.next_image, batch.next_joint)):
             steps = joints[:, 0].int().numpy()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lapo_ros.sensor_cache import InputNotReady, SensorCache
+from lapo_ros.robot.sensor_cache import InputNotReady, SensorCache
 
 MS = 1_000_000
 

@@ -25,13 +25,13 @@ from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64, Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from lapo_ros.image_preprocessing import image_msg_to_rgb  # noqa: E402
+from lapo_ros.common.images import image_msg_to_rgb  # noqa: E402
 from lapo_ros.sim import JOINT_NAMES, SimConfig  # noqa: E402
 from lapo_ros.sim.dual_arm import ArmGeometry, arm_slice, gripper_index, reach_ik  # noqa: E402
 from lapo_ros.sim.env import DualArmReachEnv  # noqa: E402
+from lapo_ros.sim.node import SimNode  # noqa: E402
 from lapo_ros.sim.rendering import GLOBAL_CAMERA  # noqa: E402
 from lapo_ros.sim.task import GOAL_COLOUR  # noqa: E402
-from lapo_ros.sim_node import SimNode  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -159,7 +159,7 @@ def test_closed_loop_over_dds_with_the_sim_in_another_process(ros_context):
         [
             sys.executable,
             "-m",
-            "lapo_ros.sim_node",
+            "lapo_ros.sim.node",
             "--ros-args",
             "-p",
             "rate_hz:=20.0",

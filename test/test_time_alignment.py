@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lapo_ros.time_alignment import (
+from lapo_ros.bags.time_alignment import (
     AlignmentError,
     align_streams,
     nearest_within,

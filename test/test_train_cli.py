@@ -16,9 +16,9 @@ import torch
 import yaml
 
 from lapo_ros.lapo.export import export_checkpoint
-from lapo_ros.lapo.run_checkpoint import TrainingCheckpointError, read_training_record
-from lapo_ros.lapo.train_config import TrainConfigError, load_train_config, resume_config
-from lapo_ros.lapo.trainer import train
+from lapo_ros.lapo.training.checkpoint import TrainingCheckpointError, read_training_record
+from lapo_ros.lapo.training.config import TrainConfigError, load_train_config, resume_config
+from lapo_ros.lapo.training.trainer import train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from training_fixtures import JOINT_NAMES, write_dataset  # noqa: E402
@@ -294,9 +294,9 @@ def test_resume_refuses_other_settings_and_changed_data(tmp_path):
 
 
 def test_bc_baseline_trains_validates_and_reloads(tmp_path):
-    from lapo_ros.lapo.bc import BehaviorCloning
-    from lapo_ros.lapo.run_checkpoint import load_trained_agent
-    from lapo_ros.lapo.run_log import read_metrics
+    from lapo_ros.lapo.algorithms.bc import BehaviorCloning
+    from lapo_ros.lapo.training.checkpoint import load_trained_agent
+    from lapo_ros.lapo.training.log import read_metrics
 
     data = write_dataset(tmp_path / "data.hdf5", episodes=3, steps=5)
     config = load_train_config(
@@ -325,7 +325,7 @@ def test_bc_baseline_trains_validates_and_reloads(tmp_path):
 
 
 def test_sigterm_finishes_the_step_writes_last_and_stops(tmp_path):
-    from lapo_ros.lapo.trainer import Trainer
+    from lapo_ros.lapo.training.trainer import Trainer
 
     data = write_dataset(tmp_path / "data.hdf5", episodes=3, steps=5)
     config = load_train_config(
@@ -362,8 +362,8 @@ def test_sigterm_finishes_the_step_writes_last_and_stops(tmp_path):
 def test_the_shipped_config_runs_the_default_agent():
     """config/train.yaml spells out LAPOConfig's defaults: the benchmarked default is what a
     user who trains with the shipped file gets."""
-    from lapo_ros.lapo.config import LAPOConfig
-    from lapo_ros.lapo.train_config import read_yaml_settings
+    from lapo_ros.lapo.algorithms.config import LAPOConfig
+    from lapo_ros.lapo.training.config import read_yaml_settings
 
     agent = read_yaml_settings(REPO / "config" / "train.yaml")["agent"]
     defaults = LAPOConfig().to_dict()

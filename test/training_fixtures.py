@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lapo_ros.hdf5_layout import Episode, write_episodes
+from lapo_ros.dataset.layout import Episode, write_episodes
 
 JOINT_NAMES = ["left_shoulder", "left_gripper", "right_shoulder", "right_gripper"]
 RATE_HZ = 10.0

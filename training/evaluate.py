@@ -21,11 +21,11 @@ try:
 except ImportError:  # a source checkout without `pip install`: use the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lapo_ros.hdf5_episodes import DatasetReadError
-from lapo_ros.image_preprocessing import ImageConversionError
+from lapo_ros.common.images import ImageConversionError
+from lapo_ros.common.policy_file import PolicyMetadataError
+from lapo_ros.dataset.episodes import DatasetReadError
 from lapo_ros.lapo.evaluation import EvaluationError, evaluate_policy_file
-from lapo_ros.lapo.run_checkpoint import TrainingCheckpointError, read_training_record
-from lapo_ros.policy_file import PolicyMetadataError
+from lapo_ros.lapo.training.checkpoint import TrainingCheckpointError, read_training_record
 
 USER_ERRORS = (EvaluationError, DatasetReadError, PolicyMetadataError, ImageConversionError,
                TrainingCheckpointError, FileNotFoundError)

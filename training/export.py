@@ -21,9 +21,9 @@ try:
 except ImportError:  # a source checkout without `pip install`: use the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lapo_ros.lapo.agent import CheckpointError
+from lapo_ros.lapo.algorithms.lapo import CheckpointError
 from lapo_ros.lapo.export import DEFAULT_TOLERANCE, PolicyExportError, export_checkpoint
-from lapo_ros.lapo.run_checkpoint import TrainingCheckpointError
+from lapo_ros.lapo.training.checkpoint import TrainingCheckpointError
 
 USER_ERRORS = (PolicyExportError, TrainingCheckpointError, CheckpointError, FileNotFoundError)
 

@@ -20,17 +20,17 @@ try:
 except ImportError:  # a source checkout without `pip install`: use the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lapo_ros.hdf5_episodes import DatasetReadError
-from lapo_ros.lapo.agent import CheckpointError
-from lapo_ros.lapo.networks import PretrainedWeightsError
-from lapo_ros.lapo.run_checkpoint import TrainingCheckpointError
-from lapo_ros.lapo.train_config import (
+from lapo_ros.dataset.episodes import DatasetReadError
+from lapo_ros.lapo.algorithms.lapo import CheckpointError
+from lapo_ros.lapo.models.networks import PretrainedWeightsError
+from lapo_ros.lapo.training.checkpoint import TrainingCheckpointError
+from lapo_ros.lapo.training.config import (
     ALGORITHMS,
     TrainConfigError,
     load_train_config,
     resume_config,
 )
-from lapo_ros.lapo.trainer import train
+from lapo_ros.lapo.training.trainer import train
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "train.yaml"
 USER_ERRORS = (TrainConfigError, TrainingCheckpointError, DatasetReadError, CheckpointError,

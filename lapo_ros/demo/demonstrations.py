@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from lapo_ros.bag_writing import BagTopics, EpisodeBagWriter
-from lapo_ros.hdf5_layout import Episode
-from lapo_ros.image_preprocessing import CAMERA_ORDER
+from lapo_ros.bags.writing import BagTopics, EpisodeBagWriter
+from lapo_ros.common.images import CAMERA_ORDER
+from lapo_ros.dataset.layout import Episode
 from lapo_ros.sim import JOINT_NAMES, DualArmReachEnv, SimConfig
 from lapo_ros.sim.experts import DEMONSTRATOR_KINDS, DemonstratorConfig, ScriptedDemonstrator
 

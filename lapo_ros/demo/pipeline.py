@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lapo_ros.demo.closed_loop import ClosedLoopConfig, ClosedLoopResult, run_closed_loop
 from lapo_ros.demo.demonstrations import DemoMix, conversion_config, record_demonstration_bags
 from lapo_ros.sim import DualArmReachEnv, SimConfig
+from lapo_ros.sim.closed_loop import ClosedLoopConfig, ClosedLoopResult, run_closed_loop
 from lapo_ros.sim.experts import DemonstratorConfig, ScriptedDemonstrator
 
 ALGORITHMS = {"lapo": "LAPO", "bc": "BC"}
@@ -78,8 +78,8 @@ def expert_success(sim: SimConfig, episodes: int, seed: int) -> float:
 
 def train_policy(algo: str, data: Path, run_dir: Path, settings: DemoSettings) -> Path:
     """Train ``algo`` on ``data`` into ``run_dir``; return the final checkpoint."""
-    from lapo_ros.lapo.train_config import TrainConfig
-    from lapo_ros.lapo.trainer import train
+    from lapo_ros.lapo.training.config import TrainConfig
+    from lapo_ros.lapo.training.trainer import train
 
     config = TrainConfig(
         data=[str(data)], out=str(run_dir), algo=algo, steps=settings.train_steps,
@@ -183,8 +183,8 @@ def _read_metrics(path: Path) -> dict[str, tuple[list[float], list[float]]]:
 
 def run(out: Path, settings: DemoSettings) -> str:
     """The whole demo into ``out``; returns the results table (markdown)."""
-    from lapo_ros.bag_config import config_from_dict
-    from lapo_ros.bag_to_hdf5 import convert_bags
+    from lapo_ros.bags.config import config_from_dict
+    from lapo_ros.bags.convert import convert_bags
     from lapo_ros.lapo.export import export_checkpoint
 
     started = time.monotonic()

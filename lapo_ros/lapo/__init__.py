@@ -7,18 +7,18 @@ does not build networks, and tools that only need one part do not load the other
 from importlib import import_module
 
 _EXPORTS = {
-    "ResNet18Encoder": "lapo_ros.lapo.networks",
-    "ImageJointEncoder": "lapo_ros.lapo.networks",
-    "Actor": "lapo_ros.lapo.networks",
-    "ActorVAE": "lapo_ros.lapo.networks",
-    "Critic": "lapo_ros.lapo.networks",
-    "MultimodalLatent": "lapo_ros.lapo.agent",
-    "BehaviorCloning": "lapo_ros.lapo.bc",
-    "LAPOConfig": "lapo_ros.lapo.config",
-    "DeployablePolicy": "lapo_ros.lapo.deploy",
-    "MultimodalReplayBuffer": "lapo_ros.lapo.replay_buffer",
-    "TransitionBatch": "lapo_ros.lapo.batch",
-    "DatasetStatistics": "lapo_ros.lapo.batch",
+    "ResNet18Encoder": "lapo_ros.lapo.models.networks",
+    "ImageJointEncoder": "lapo_ros.lapo.models.networks",
+    "Actor": "lapo_ros.lapo.models.networks",
+    "ActorVAE": "lapo_ros.lapo.models.networks",
+    "Critic": "lapo_ros.lapo.models.networks",
+    "MultimodalLatent": "lapo_ros.lapo.algorithms.lapo",
+    "BehaviorCloning": "lapo_ros.lapo.algorithms.bc",
+    "LAPOConfig": "lapo_ros.lapo.algorithms.config",
+    "DeployablePolicy": "lapo_ros.lapo.models.policy",
+    "MultimodalReplayBuffer": "lapo_ros.lapo.data.buffer",
+    "TransitionBatch": "lapo_ros.lapo.data.batch",
+    "DatasetStatistics": "lapo_ros.lapo.data.batch",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -3,7 +3,7 @@
 The policy file runs exactly as the node runs it (onnxruntime or TorchScript, its own
 metadata); each recorded observation is fed in and the predicted action is compared with
 the recorded one, per joint, in robot units. Images of another size than the policy's
-are resized with ``lapo_ros.image_preprocessing.resize_rgb``, the node's own path.
+are resized with ``lapo_ros.common.images.resize_rgb``, the node's own path.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lapo_ros.hdf5_layout import Episode
-from lapo_ros.image_preprocessing import resize_rgb
-from lapo_ros.lapo.atomic import atomic_path
-from lapo_ros.policy_file import PolicyMetadata
+from lapo_ros.common.files import atomic_path
+from lapo_ros.common.images import resize_rgb
+from lapo_ros.common.policy_file import PolicyMetadata
+from lapo_ros.dataset.layout import Episode
 
 PolicyRunner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -185,9 +185,9 @@ def evaluate_policy_file(
 
     Outputs are written only after every episode was evaluated.
     """
-    from lapo_ros.hdf5_episodes import load_sources
+    from lapo_ros.dataset.episodes import load_sources
+    from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer
     from lapo_ros.lapo.export import load_policy_runner, read_policy_metadata
-    from lapo_ros.lapo.replay_buffer import MultimodalReplayBuffer
 
     metadata = read_policy_metadata(policy_path)
     sources = load_sources(data)

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lapo_ros.lapo.atomic import atomic_path
-from lapo_ros.policy_file import (
+from lapo_ros.common.files import atomic_path
+from lapo_ros.common.policy_file import (
     INPUT_IMAGE,
     INPUT_JOINT,
     METADATA_KEY,
@@ -150,10 +150,10 @@ def verify_policy_file(
 def load_policy_runner(path: str | os.PathLike, kind: str | None = None):
     """A CPU callable (image uint8 [B,9,H,W], joint float32 [B,J]) -> action [B,A].
 
-    The node's own runtime (``lapo_ros.policy_runtime``), so export verification and
+    The node's own runtime (``lapo_ros.robot.runtime``), so export verification and
     open-loop evaluation run a file exactly as the robot does.
     """
-    from lapo_ros.policy_runtime import load_policy
+    from lapo_ros.robot.runtime import load_policy
 
     backend = {"onnx": "onnxruntime", "torchscript": "torchscript"}[kind or policy_format(path)]
     return load_policy(path, backend=backend, device="cpu").infer_batch
@@ -289,7 +289,7 @@ def export_checkpoint(
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> PolicyMetadata:
     """Export the greedy policy of a ``training/train.py`` checkpoint; return its metadata."""
-    from lapo_ros.lapo.run_checkpoint import TrainingCheckpointError, load_trained_agent
+    from lapo_ros.lapo.training.checkpoint import TrainingCheckpointError, load_trained_agent
 
     policy_format(path)  # refuse an unknown suffix before loading anything
     agent, record = load_trained_agent(checkpoint, device="cpu")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lapo_ros.image_preprocessing import CAMERA_ORDER
+from lapo_ros.common.images import CAMERA_ORDER
 from lapo_ros.sim.dual_arm import (
     ARMS,
     GRIPPER_INDICES,

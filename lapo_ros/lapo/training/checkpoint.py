@@ -20,12 +20,12 @@ from typing import Any
 
 import torch
 
-from lapo_ros.lapo.atomic import atomic_path
+from lapo_ros.common.files import atomic_path
 
 TRAINING_RECORD = "training.json"
 AGENT_CLASSES = {
-    "lapo": ("lapo_ros.lapo.agent", "MultimodalLatent"),
-    "bc": ("lapo_ros.lapo.bc", "BehaviorCloning"),
+    "lapo": ("lapo_ros.lapo.algorithms.lapo", "MultimodalLatent"),
+    "bc": ("lapo_ros.lapo.algorithms.bc", "BehaviorCloning"),
 }
 
 

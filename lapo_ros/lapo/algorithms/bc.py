@@ -20,7 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lapo_ros.lapo.agent import (
+from lapo_ros.lapo.algorithms.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    load_modules,
+    read_checkpoint,
+    save_checkpoint,
+)
+from lapo_ros.lapo.algorithms.config import LAPOConfig
+from lapo_ros.lapo.algorithms.lapo import (
     OfflineAgent,
     TransitionSource,
     adam,
@@ -30,19 +39,10 @@ from lapo_ros.lapo.agent import (
     memory_layout,
     resolve_data,
 )
-from lapo_ros.lapo.agent_checkpoint import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
-    CheckpointError,
-    load_modules,
-    read_checkpoint,
-    save_checkpoint,
-)
-from lapo_ros.lapo.batch import DatasetStatistics, TransitionBatch
-from lapo_ros.lapo.config import LAPOConfig
-from lapo_ros.lapo.deploy import DeployablePolicy
-from lapo_ros.lapo.networks import ImageJointEncoder, mlp
-from lapo_ros.lapo.normalization import ActionScaler, JointNormalizer
+from lapo_ros.lapo.data.batch import DatasetStatistics, TransitionBatch
+from lapo_ros.lapo.models.networks import ImageJointEncoder, mlp
+from lapo_ros.lapo.models.normalization import ActionScaler, JointNormalizer
+from lapo_ros.lapo.models.policy import DeployablePolicy
 
 
 class RegressionHead(nn.Module):

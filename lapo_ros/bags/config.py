@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 from rosbags.typesys import Stores
 
-from lapo_ros.image_preprocessing import CAMERA_ORDER
-from lapo_ros.joint_matching import JointNameError, check_unique
+from lapo_ros.common.images import CAMERA_ORDER
+from lapo_ros.common.joints import JointNameError, check_unique
 
 REWARD_SOURCES = ("labels", "topic", "none")
 STAMP_SOURCES = ("header", "receive")

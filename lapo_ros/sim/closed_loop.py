@@ -76,7 +76,7 @@ def _start_policy_node(config: ClosedLoopConfig, params_file: Path, log_file) ->
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     return subprocess.Popen(
-        [sys.executable, "-m", "lapo_ros.policy_node", "--ros-args", "--params-file",
+        [sys.executable, "-m", "lapo_ros.robot.node", "--ros-args", "--params-file",
          str(params_file)], env=env, stdout=log_file, stderr=subprocess.STDOUT)
 
 
@@ -90,7 +90,7 @@ def run_closed_loop(config: ClosedLoopConfig,
     from rclpy.parameter import Parameter
     from std_msgs.msg import Float64MultiArray
 
-    from lapo_ros.sim_node import SimNode
+    from lapo_ros.sim.node import SimNode
 
     sim = config.sim
     context = Context()

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from lapo_ros.lapo.atomic import atomic_path
-from lapo_ros.lapo.config import LAPOConfig
+from lapo_ros.common.files import atomic_path
+from lapo_ros.lapo.algorithms.config import LAPOConfig
 
 ALGORITHMS = ("lapo", "bc")
 CONFIG_NAME = "config.yaml"

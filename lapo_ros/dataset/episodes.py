@@ -27,7 +27,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from lapo_ros.hdf5_layout import (
+from lapo_ros.common.images import CAMERA_ORDER
+from lapo_ros.dataset.layout import (
     ACTION_KEY,
     EPISODE_ENDS_KEY,
     IMAGE_KEYS,
@@ -35,7 +36,6 @@ from lapo_ros.hdf5_layout import (
     REWARD_KEY,
     TERMINAL_KEY,
 )
-from lapo_ros.image_preprocessing import CAMERA_ORDER
 
 HDF5_SUFFIXES = (".hdf5", ".h5", ".hdf")
 TIMEOUT_KEY = "timeouts"

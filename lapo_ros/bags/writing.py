@@ -30,7 +30,7 @@ from rosbags.rosbag2 import (
 )
 from rosbags.typesys import Stores, get_typestore
 
-from lapo_ros.image_preprocessing import CAMERA_ORDER
+from lapo_ros.common.images import CAMERA_ORDER
 
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
 COMPRESSION_MODES = {"file": CompressionMode.FILE, "message": CompressionMode.MESSAGE}

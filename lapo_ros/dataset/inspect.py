@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lapo_ros.hdf5_episodes import (
+from lapo_ros.common.images import CAMERA_ORDER
+from lapo_ros.dataset.episodes import (
     AlohaLayout,
     DatasetReadError,
     EpisodeSource,
@@ -23,7 +24,6 @@ from lapo_ros.hdf5_episodes import (
     expand_paths,
     read_file,
 )
-from lapo_ros.image_preprocessing import CAMERA_ORDER
 
 MAX_LISTED_EPISODES = 20
 

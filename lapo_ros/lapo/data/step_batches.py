@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from lapo_ros.lapo.batch import TransitionBatch
-from lapo_ros.lapo.replay_buffer import MultimodalReplayBuffer, batch_tensors, raw_to_batch
-from lapo_ros.lapo.transition_sampler import RawBatch, TransitionSampler
+from lapo_ros.dataset.sampler import RawBatch, TransitionSampler
+from lapo_ros.lapo.data.batch import TransitionBatch
+from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer, batch_tensors, raw_to_batch
 
 PREFETCH_FACTOR = 2  # batches each worker keeps ready
 

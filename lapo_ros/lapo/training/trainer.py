@@ -26,18 +26,18 @@ from torch import nn
 from tqdm import tqdm
 
 import lapo_ros
-from lapo_ros.hdf5_episodes import load_sources
-from lapo_ros.lapo import distributed
-from lapo_ros.lapo.replay_buffer import MultimodalReplayBuffer, raw_to_batch
-from lapo_ros.lapo.run_checkpoint import (
+from lapo_ros.dataset.episodes import load_sources
+from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer, raw_to_batch
+from lapo_ros.lapo.data.step_batches import step_batches
+from lapo_ros.lapo.training import distributed
+from lapo_ros.lapo.training.checkpoint import (
     TrainingCheckpointError,
     agent_class,
     read_training_record,
     save_training_checkpoint,
 )
-from lapo_ros.lapo.run_log import MetricsLog
-from lapo_ros.lapo.step_batches import step_batches
-from lapo_ros.lapo.train_config import TrainConfig, TrainConfigError, save_train_config
+from lapo_ros.lapo.training.config import TrainConfig, TrainConfigError, save_train_config
+from lapo_ros.lapo.training.log import MetricsLog
 
 BEST_METRIC = "val/action_mse_normalized"
 PROGRESS_KEYS = ("critic_loss", "vae_loss", "actor_loss", "bc_loss")

@@ -1,7 +1,7 @@
 """One interface over the two policy-file runtimes: onnxruntime and TorchScript.
 
 ``load_policy(path, backend=, device=)`` opens an exported policy (see
-``lapo_ros.policy_file``), reads and checks its metadata (and, for ONNX, the graph's
+``lapo_ros.common.policy_file``), reads and checks its metadata (and, for ONNX, the graph's
 input and output shapes against it) and returns a ``PolicyRuntime`` whose
 ``infer(image, joint)`` maps uint8 [1,9,H,W] + float32 [1,J] to float32 [A].
 onnxruntime is the default; torch is imported only for the TorchScript backend, so the
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lapo_ros.policy_file import (
+from lapo_ros.common.policy_file import (
     INPUT_IMAGE,
     INPUT_JOINT,
     METADATA_KEY,

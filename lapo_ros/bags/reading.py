@@ -5,7 +5,7 @@ the (small) joint, command and reward values, and decodes camera frames (already
 to the dataset's image size) into a ``FrameCache`` only while they fit its budget;
 ``read_camera_frames`` takes the frames the time grid uses from that cache, or else reads
 the bag a second time decoding only those. Images go through the same
-``lapo_ros.image_preprocessing`` path as the robot's policy node.
+``lapo_ros.common.images`` path as the robot's policy node.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.reader import DirectoryReader
 
-from lapo_ros.bag_config import BagConversionConfig
-from lapo_ros.image_preprocessing import (
+from lapo_ros.bags.config import BagConversionConfig
+from lapo_ros.common.images import (
     SUPPORTED_ENCODINGS,
     ImageConversionError,
     compressed_msg_to_rgb,
     image_msg_to_rgb,
     resize_rgb,
 )
-from lapo_ros.joint_matching import JointNameError, joint_index
+from lapo_ros.common.joints import JointNameError, joint_index
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"

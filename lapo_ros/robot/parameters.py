@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from lapo_ros.policy_file import PolicyMetadata
-from lapo_ros.policy_runtime import BACKENDS, DEVICES
+from lapo_ros.common.policy_file import PolicyMetadata
+from lapo_ros.robot.runtime import BACKENDS, DEVICES
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 COMMAND_TYPES = ("float64_multi_array", "joint_trajectory")
@@ -157,7 +157,7 @@ def resolve_against_metadata(
     Also refuses models whose camera order differs from the node's. ``metadata`` is already
     checked on its own (``PolicyMetadata.from_json``).
     """
-    from lapo_ros.image_preprocessing import CAMERA_ORDER
+    from lapo_ros.common.images import CAMERA_ORDER
 
     source = parameters.model_path
     if list(metadata.camera_order) != list(CAMERA_ORDER):

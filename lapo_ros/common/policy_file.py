@@ -13,8 +13,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lapo_ros.image_preprocessing import CAMERA_ORDER
-from lapo_ros.joint_matching import JointNameError, check_unique
+from lapo_ros.common.images import CAMERA_ORDER
+from lapo_ros.common.joints import JointNameError, check_unique
 
 METADATA_KEY = "lapo_ros"
 FORMAT_VERSION = 1

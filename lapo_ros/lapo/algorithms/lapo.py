@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lapo_ros.lapo.agent_checkpoint import (
+from lapo_ros.lapo.algorithms.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     CheckpointError,
@@ -47,11 +47,11 @@ from lapo_ros.lapo.agent_checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from lapo_ros.lapo.batch import DatasetStatistics, TransitionBatch
-from lapo_ros.lapo.config import LAPOConfig
-from lapo_ros.lapo.deploy import DeployablePolicy, LatentPolicyHead, observation_arrays
-from lapo_ros.lapo.networks import Actor, ActorVAE, Critic, ImageJointEncoder
-from lapo_ros.lapo.normalization import ActionScaler, JointNormalizer
+from lapo_ros.lapo.algorithms.config import LAPOConfig
+from lapo_ros.lapo.data.batch import DatasetStatistics, TransitionBatch
+from lapo_ros.lapo.models.networks import Actor, ActorVAE, Critic, ImageJointEncoder
+from lapo_ros.lapo.models.normalization import ActionScaler, JointNormalizer
+from lapo_ros.lapo.models.policy import DeployablePolicy, LatentPolicyHead, observation_arrays
 
 
 class TransitionSource(Protocol):

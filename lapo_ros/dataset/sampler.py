@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from lapo_ros.hdf5_episodes import EpisodeSource, ImageStream
-from lapo_ros.image_preprocessing import CAMERA_ORDER, resize_rgb
+from lapo_ros.common.images import CAMERA_ORDER, resize_rgb
+from lapo_ros.dataset.episodes import EpisodeSource, ImageStream
 
 NUM_CAMERAS = len(CAMERA_ORDER)
 

@@ -33,8 +33,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from lapo_ros.command_safety import CommandLimits, UnsafeCommand, safe_command
-from lapo_ros.image_preprocessing import (
+from lapo_ros.common.images import (
     CAMERA_ORDER,
     ImageConversionError,
     ImageTooLarge,
@@ -43,10 +42,11 @@ from lapo_ros.image_preprocessing import (
     resize_rgb,
     stack_cameras,
 )
-from lapo_ros.joint_matching import JointNameError, joint_index
-from lapo_ros.node_parameters import ParameterError, declare_parameters, resolve_against_metadata
-from lapo_ros.policy_runtime import PolicyRuntimeError, load_policy
-from lapo_ros.sensor_cache import ConversionWorker, InputNotReady, SensorCache, Snapshot
+from lapo_ros.common.joints import JointNameError, joint_index
+from lapo_ros.robot.command_safety import CommandLimits, UnsafeCommand, safe_command
+from lapo_ros.robot.parameters import ParameterError, declare_parameters, resolve_against_metadata
+from lapo_ros.robot.runtime import PolicyRuntimeError, load_policy
+from lapo_ros.robot.sensor_cache import ConversionWorker, InputNotReady, SensorCache, Snapshot
 
 JOINT_STATES = "joint_states"
 COMMANDS = "commands"

@@ -22,7 +22,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
-from lapo_ros.image_preprocessing import CAMERA_ORDER
+from lapo_ros.common.images import CAMERA_ORDER
 from lapo_ros.sim import JOINT_NAMES, NUM_JOINTS, DualArmReachEnv, SimConfig
 
 

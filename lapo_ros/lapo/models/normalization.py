@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lapo_ros.lapo.batch import DatasetStatistics
+from lapo_ros.lapo.data.batch import DatasetStatistics
 
 MIN_STD = 1e-3
 """Std floor of joints and commands: one that never moved in the data is only centred (and

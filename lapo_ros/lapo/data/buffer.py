@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lapo_ros.hdf5_episodes import (
+from lapo_ros.common.images import CAMERA_ORDER
+from lapo_ros.dataset.episodes import (
     AlohaLayout,
     DatasetReadError,
     EpisodeSource,
@@ -29,10 +30,9 @@ from lapo_ros.hdf5_episodes import (
     in_memory_source,
     load_sources,
 )
-from lapo_ros.hdf5_layout import Episode
-from lapo_ros.image_preprocessing import CAMERA_ORDER
-from lapo_ros.lapo.batch import DatasetStatistics, TransitionBatch
-from lapo_ros.lapo.transition_sampler import RawBatch, TransitionSampler, TransitionTable
+from lapo_ros.dataset.layout import Episode
+from lapo_ros.dataset.sampler import RawBatch, TransitionSampler, TransitionTable
+from lapo_ros.lapo.data.batch import DatasetStatistics, TransitionBatch
 
 STD_FLOOR = 1e-6  # joints/actions that never move normalise to 0 instead of dividing by 0
 

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from lapo_ros.image_preprocessing import ImageConversionError, resize_rgb, stack_cameras
-from lapo_ros.lapo.networks import Actor, ActorVAE, ImageJointEncoder
-from lapo_ros.lapo.normalization import ActionScaler, JointNormalizer
+from lapo_ros.common.images import ImageConversionError, resize_rgb, stack_cameras
+from lapo_ros.lapo.models.networks import Actor, ActorVAE, ImageJointEncoder
+from lapo_ros.lapo.models.normalization import ActionScaler, JointNormalizer
 
 
 class LatentPolicyHead(nn.Module):
@@ -71,7 +71,7 @@ def observation_arrays(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Three uint8 HWC RGB images (any size) and a joint vector -> ([9,S,S] uint8, [J] float32).
 
-    Resizes with ``lapo_ros.image_preprocessing.resize_rgb``, the same path as the dataset.
+    Resizes with ``lapo_ros.common.images.resize_rgb``, the same path as the dataset.
     """
     images = []
     for name, image in (("left", left), ("right", right), ("global", global_)):

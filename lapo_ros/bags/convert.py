@@ -5,7 +5,7 @@
 Each bag becomes one episode, or several when a long gap splits it. Bag by bag: a first
 pass reads stamps and joint/command/reward values, the grid is aligned, a second pass
 decodes only the camera frames the grid uses. Output goes through
-``lapo_ros.hdf5_layout.write_episodes`` (temporary file, renamed when complete), so a
+``lapo_ros.dataset.layout.write_episodes`` (temporary file, renamed when complete), so a
 failure on any bag leaves no output file (and an appended-to file untouched).
 """
 
@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lapo_ros.bag_config import (
+from lapo_ros.bags.config import (
     BagConversionConfig,
     ConfigError,
     load_config,
     load_labels,
 )
-from lapo_ros.bag_reading import (
+from lapo_ros.bags.reading import (
     BagReadError,
     BagScan,
     FrameCache,
@@ -38,14 +38,14 @@ from lapo_ros.bag_reading import (
     read_camera_frames,
     scan_bag,
 )
-from lapo_ros.bag_writing import typestore_for
-from lapo_ros.hdf5_layout import (
+from lapo_ros.bags.time_alignment import Alignment, AlignmentError, align_streams
+from lapo_ros.bags.writing import typestore_for
+from lapo_ros.dataset.layout import (
     DatasetWriteError,
     Episode,
     existing_joint_names,
     write_episodes,
 )
-from lapo_ros.time_alignment import Alignment, AlignmentError, align_streams
 
 
 @dataclass

@@ -1,0 +1,3 @@
+"""ros2 bags without ROS (rosbags): conversion config, reading, writing, time alignment, bag ->
+HDF5.
+"""

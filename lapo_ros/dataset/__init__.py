@@ -1,0 +1,3 @@
+"""The HDF5 episode dataset: file layout, episode sources, inspection, the transition sampler
+(no torch).
+"""

@@ -1,0 +1,1 @@
+"""Replay buffer, transition batches and the training data loader."""

@@ -1,0 +1,1 @@
+"""Networks, normalisation and the deployable policy module that export traces."""

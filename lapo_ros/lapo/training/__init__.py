@@ -1,0 +1,1 @@
+"""The training run: trainer, run config, run checkpoints, metrics log, distributed context."""
