@@ -7,6 +7,7 @@ the YAML is loaded for real through ``--params-file``.
 from __future__ import annotations
 
 import ast
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from rclpy.parameter import Parameter
 from synthetic_policy import make_metadata, write_onnx_policy
 
 from lapo_ros.robot.node import COMMANDS, DIAGNOSTICS, JOINT_STATES, PolicyNode, camera_topic
-from lapo_ros.robot.parameters import DESCRIPTIONS
+from lapo_ros.robot.parameters import PolicyNodeParameters
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "policy.launch.py"
@@ -103,9 +104,10 @@ def test_yaml_keys_are_the_node_parameters():
     document = yaml.safe_load(CONFIG.read_text())
     assert list(document) == ["/**"]
     keys = set(document["/**"]["ros__parameters"])
-    assert keys <= set(DESCRIPTIONS), keys - set(DESCRIPTIONS)
+    names = {item.name for item in fields(PolicyNodeParameters)}
+    assert keys <= names, keys - names
     text = CONFIG.read_text()
-    for name in set(DESCRIPTIONS) - keys:  # left to the user: shown as commented examples
+    for name in names - keys:  # left to the user: shown as commented examples
         assert f"# {name}:" in text, name
 
 

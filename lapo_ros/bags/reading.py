@@ -33,14 +33,14 @@ from lapo_ros.common.images import (
 )
 from lapo_ros.common.joints import JointNameError, joint_index
 
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
-COMMAND_TYPES = (
+IMAGE_MESSAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+JOINT_STATE_MESSAGE_TYPE = "sensor_msgs/msg/JointState"
+COMMAND_MESSAGE_TYPES = (
     "std_msgs/msg/Float64MultiArray",
     "trajectory_msgs/msg/JointTrajectory",
     "sensor_msgs/msg/JointState",
 )
-REWARD_TYPES = ("std_msgs/msg/Float64", "std_msgs/msg/Float32")
+REWARD_MESSAGE_TYPES = ("std_msgs/msg/Float64", "std_msgs/msg/Float32")
 STORAGE_SUFFIXES = (".db3", ".mcap")
 
 Progress = Callable[[int], None]
@@ -284,7 +284,7 @@ def first_joint_names(path: str | os.PathLike, topic: str, typestore) -> list[st
     """Joint names of the first message on ``topic`` (the default joint order)."""
     with open_bag(path) as reader:
         bag = Path(path)
-        _check_topic(bag, reader.topics, topic, "joint_states", [JOINT_STATE_TYPE])
+        _check_topic(bag, reader.topics, topic, "joint_states", [JOINT_STATE_MESSAGE_TYPE])
         for connection, _, raw in _messages(reader, bag, [topic]):
             names = list(_deserialize(typestore, raw, connection.msgtype, f"{bag}: {topic}").name)
             if not names:
@@ -299,13 +299,13 @@ def configured_topics(
 ) -> dict[str, tuple[str, str]]:
     """Topic -> (role, msgtype) of every configured topic, checked against the open bag."""
     topics = reader.topics
-    wanted = [(topic, f"{camera} camera", IMAGE_TYPES)
+    wanted = [(topic, f"{camera} camera", IMAGE_MESSAGE_TYPES)
               for camera, topic in config.topics.cameras().items()]
-    wanted.append((config.topics.joint_states, "joint_states", [JOINT_STATE_TYPE]))
+    wanted.append((config.topics.joint_states, "joint_states", [JOINT_STATE_MESSAGE_TYPE]))
     if config.topics.command:
-        wanted.append((config.topics.command, "command", COMMAND_TYPES))
+        wanted.append((config.topics.command, "command", COMMAND_MESSAGE_TYPES))
     if config.reward.source == "topic":
-        wanted.append((config.reward.topic, "reward", REWARD_TYPES))
+        wanted.append((config.reward.topic, "reward", REWARD_MESSAGE_TYPES))
     result: dict[str, tuple[str, str]] = {}
     for topic, role, types in wanted:
         if topic in result:
@@ -369,7 +369,7 @@ def scan_bag(
             elif role == "reward":
                 collector.values.append(float(msg.data))
             else:
-                if msgtype == IMAGE_TYPES[0] and msg.encoding not in SUPPORTED_ENCODINGS:
+                if msgtype == IMAGE_MESSAGE_TYPES[0] and msg.encoding not in SUPPORTED_ENCODINGS:
                     raise BagReadError(
                         f"{bag}: {topic}: unsupported image encoding {msg.encoding!r}; "
                         f"supported: {', '.join(SUPPORTED_ENCODINGS)}"
@@ -415,7 +415,7 @@ def _check_values(bag: Path, stream: Stream | None) -> None:
 
 def _decode(msg, msgtype: str, source: str, size: tuple[int, int]) -> np.ndarray:
     try:
-        if msgtype == IMAGE_TYPES[0]:
+        if msgtype == IMAGE_MESSAGE_TYPES[0]:
             rgb = image_msg_to_rgb(msg, source=source)
         else:
             rgb = compressed_msg_to_rgb(msg, source=source)

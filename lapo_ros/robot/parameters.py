@@ -1,9 +1,11 @@
-"""Parameters of ``policy_node``: declared in one place, validated, read once.
+"""Parameters of ``policy_node``: declared in one table, validated, read once.
 
-``declare_parameters(node)`` declares every parameter with its description and returns a
-``PolicyNodeParameters``; ``resolve_against_metadata`` checks them against the policy
-file and fills what the file decides (joint names, image size). All errors name the
-parameter, and the node refuses to start on any of them.
+Each parameter is one field of ``PolicyNodeParameters``, made by ``parameter``: its default,
+description, whether it may change while the node runs, and (for lists and choices) what
+values it accepts. ``declare_parameters(node)`` declares them all and returns their checked
+values; ``resolve_against_metadata`` checks them against the policy file and fills what the
+file decides (joint names, image size). All errors name the parameter, and the node refuses
+to start on any of them.
 """
 
 from __future__ import annotations
@@ -22,62 +24,106 @@ class ParameterError(ValueError):
     """A parameter value the node cannot start with; the message names the parameter."""
 
 
+def parameter(
+    default: Any,
+    description: str,
+    *,
+    dynamic: bool = False,
+    elements: tuple[type, ...] | None = None,
+    choices: tuple[str, ...] | None = None,
+    positive: bool = False,
+) -> Any:
+    """A ``PolicyNodeParameters`` field; its metadata is what the declaration and checks read.
+
+    ``description`` is shown by ``ros2 param describe``; ``dynamic`` parameters may change
+    while the node runs (all others are read-only); ``elements`` are the element types a list
+    accepts (the first is what they become: YAML ``[1, 2]`` is fine for float limits);
+    ``choices`` are the allowed values; ``positive`` requires a value > 0.
+    """
+    metadata = {
+        "description": description,
+        "dynamic": dynamic,
+        "elements": elements,
+        "choices": choices,
+        "positive": positive,
+    }
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class PolicyNodeParameters:
-    """Every parameter of the policy node; defaults are the declared defaults."""
+    """Every parameter of the policy node, with its declared default."""
 
-    model_path: str = ""
-    backend: str = "auto"
-    device: str = "auto"
-    rate_hz: float = 30.0
-    enabled: bool = False
-    max_sensor_age: float = 0.15
-    max_sensor_skew: float = 0.1
-    image_transport: str = "raw"
-    max_image_pixels: int = 3840 * 2160
-    command_type: str = "float64_multi_array"
-    joint_names: list[str] = field(default_factory=list)
-    image_size: list[int] = field(default_factory=list)
-    joint_lower_limits: list[float] = field(default_factory=list)
-    joint_upper_limits: list[float] = field(default_factory=list)
-    max_step: list[float] = field(default_factory=list)
-    warmup_iterations: int = 5
-    skip_log_period: float = 5.0
-
-
-DESCRIPTIONS: dict[str, str] = {
-    "model_path": "exported policy file (.onnx or TorchScript .pt) with lapo_ros metadata",
-    "backend": f"policy runtime: {' | '.join(BACKENDS)} (auto: by file suffix)",
-    "device": f"where the policy runs: {' | '.join(DEVICES)} (auto: CUDA when present)",
-    "rate_hz": "control loop rate [Hz]",
-    "enabled": "publish commands (false: compute and report only); also the ~/enable service",
-    "max_sensor_age": "newest camera/joint message must be at most this old [s]",
-    "max_sensor_skew": "stamps of the inputs used in one tick must lie within this span [s]",
-    "image_transport": f"camera message type: {' | '.join(IMAGE_TRANSPORTS)}",
-    "max_image_pixels": "camera frames with more pixels (width*height, read from the message "
-    "or the PNG/JPEG header before decoding) are rejected",
-    "command_type": f"command message: {' | '.join(COMMAND_TYPES)}",
-    "joint_names": "expected policy joint inputs, checked against the model (empty: the model's)",
-    "image_size": "expected model image size [H, W], checked against the model (empty: model's)",
-    "joint_lower_limits": "lower position limit per commanded joint, in model action order",
-    "joint_upper_limits": "upper position limit per commanded joint, in model action order",
-    "max_step": "largest change per tick from the current position (one value or per joint)",
-    "warmup_iterations": "policy passes on zero inputs before the loop starts",
-    "skip_log_period": "period of the warning that sums up skipped ticks [s]",
-}
-"""What each parameter means (shown by ``ros2 param describe``)."""
-
-DYNAMIC = frozenset({"enabled"})
-"""Parameters that may change while the node runs; all others are read-only."""
-
-_LIST_ELEMENTS: dict[str, tuple[type, ...]] = {
-    "joint_names": (str,),
-    "image_size": (int,),
-    "joint_lower_limits": (float, int),
-    "joint_upper_limits": (float, int),
-    "max_step": (float, int),
-}
-"""List parameters and the element types they accept (YAML ``[1, 2]`` is fine for limits)."""
+    model_path: str = parameter(
+        "", "exported policy file (.onnx or TorchScript .pt) with lapo_ros metadata"
+    )
+    backend: str = parameter(
+        "auto",
+        f"policy runtime: {' | '.join(BACKENDS)} (auto: by file suffix)",
+        choices=BACKENDS,
+    )
+    device: str = parameter(
+        "auto",
+        f"where the policy runs: {' | '.join(DEVICES)} (auto: CUDA when present)",
+        choices=DEVICES,
+    )
+    rate_hz: float = parameter(30.0, "control loop rate [Hz]", positive=True)
+    enabled: bool = parameter(
+        False,
+        "publish commands (false: compute and report only); also the ~/enable service",
+        dynamic=True,
+    )
+    max_sensor_age: float = parameter(
+        0.15, "newest camera/joint message must be at most this old [s]", positive=True
+    )
+    max_sensor_skew: float = parameter(
+        0.1, "stamps of the inputs used in one tick must lie within this span [s]", positive=True
+    )
+    image_transport: str = parameter(
+        "raw", f"camera message type: {' | '.join(IMAGE_TRANSPORTS)}", choices=IMAGE_TRANSPORTS
+    )
+    max_image_pixels: int = parameter(
+        3840 * 2160,
+        "camera frames with more pixels (width*height, read from the message "
+        "or the PNG/JPEG header before decoding) are rejected",
+        positive=True,
+    )
+    command_type: str = parameter(
+        "float64_multi_array",
+        f"command message: {' | '.join(COMMAND_TYPES)}",
+        choices=COMMAND_TYPES,
+    )
+    joint_names: list[str] = parameter(
+        [],
+        "expected policy joint inputs, checked against the model (empty: the model's)",
+        elements=(str,),
+    )
+    image_size: list[int] = parameter(
+        [],
+        "expected model image size [H, W], checked against the model (empty: model's)",
+        elements=(int,),
+    )
+    joint_lower_limits: list[float] = parameter(
+        [],
+        "lower position limit per commanded joint, in model action order",
+        elements=(float, int),
+    )
+    joint_upper_limits: list[float] = parameter(
+        [],
+        "upper position limit per commanded joint, in model action order",
+        elements=(float, int),
+    )
+    max_step: list[float] = parameter(
+        [],
+        "largest change per tick from the current position (one value or per joint)",
+        elements=(float, int),
+    )
+    warmup_iterations: int = parameter(5, "policy passes on zero inputs before the loop starts")
+    skip_log_period: float = parameter(
+        5.0, "period of the warning that sums up skipped ticks [s]", positive=True
+    )
 
 
 def declare_parameters(node: Any) -> PolicyNodeParameters:
@@ -88,16 +134,14 @@ def declare_parameters(node: Any) -> PolicyNodeParameters:
     defaults = PolicyNodeParameters()
     for item in fields(PolicyNodeParameters):
         descriptor = ParameterDescriptor(
-            description=DESCRIPTIONS[item.name], read_only=item.name not in DYNAMIC
+            description=item.metadata["description"], read_only=not item.metadata["dynamic"]
         )
-        default = getattr(defaults, item.name)
-        if item.name in _LIST_ELEMENTS:
+        elements = item.metadata["elements"]
+        if elements:
             # an empty list carries no element type: accept any, check here
             descriptor.dynamic_typing = True
-        value = node.declare_parameter(item.name, default, descriptor).value
-        if item.name in _LIST_ELEMENTS:
-            value = _list_value(item.name, value, _LIST_ELEMENTS[item.name])
-        values[item.name] = value
+        value = node.declare_parameter(item.name, getattr(defaults, item.name), descriptor).value
+        values[item.name] = _list_value(item.name, value, elements) if elements else value
     parameters = PolicyNodeParameters(**values)
     validate(parameters)
     return parameters
@@ -121,25 +165,14 @@ def validate(parameters: PolicyNodeParameters) -> None:
     """Check values that do not depend on the policy file; raise ``ParameterError``."""
     if not parameters.model_path:
         raise ParameterError("parameter 'model_path' is required: the exported policy file")
-    choices = {
-        "backend": BACKENDS,
-        "device": DEVICES,
-        "image_transport": IMAGE_TRANSPORTS,
-        "command_type": COMMAND_TYPES,
-    }
-    for name, allowed in choices.items():
-        value = getattr(parameters, name)
-        if value not in allowed:
+    for item in fields(parameters):
+        name, value, allowed = item.name, getattr(parameters, item.name), item.metadata["choices"]
+        if allowed is not None and value not in allowed:
             raise ParameterError(f"parameter {name!r} is {value!r}; use one of {list(allowed)}")
-    for name in ("rate_hz", "max_sensor_age", "max_sensor_skew", "skip_log_period"):
-        if not getattr(parameters, name) > 0:
-            raise ParameterError(f"parameter {name!r} must be > 0, got {getattr(parameters, name)}")
+        if item.metadata["positive"] and not value > 0:
+            raise ParameterError(f"parameter {name!r} must be > 0, got {value}")
     if parameters.warmup_iterations < 0:
         raise ParameterError("parameter 'warmup_iterations' must be >= 0")
-    if parameters.max_image_pixels <= 0:
-        raise ParameterError(
-            f"parameter 'max_image_pixels' must be > 0, got {parameters.max_image_pixels}"
-        )
     if parameters.image_size and (
         len(parameters.image_size) != 2 or min(parameters.image_size) <= 0
     ):
