@@ -11,7 +11,7 @@ from lapo_core_data import random_transitions
 
 from lapo_ros.common.images import resize_rgb, stack_cameras
 from lapo_ros.lapo.algorithms.bc import BehaviorCloning
-from lapo_ros.lapo.algorithms.lapo import CheckpointError
+from lapo_ros.lapo.algorithms.checkpoint import CheckpointError
 from lapo_ros.lapo.models.networks import ImageJointEncoder
 
 SMALL = {

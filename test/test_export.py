@@ -266,17 +266,25 @@ def test_checkpoint_export_is_self_describing_and_acts_like_the_agent(tmp_path, 
     np.testing.assert_allclose(action, expected, atol=1e-4)
 
 
-def test_checkpoint_without_training_record_is_refused(tmp_path, checkpoint, capsys):
-    import torch as _torch
+def test_an_agents_own_save_exports_with_its_joint_names_and_rate(tmp_path, checkpoint):
+    """The seed API: ``MultimodalLatent.save()`` without a training run around it."""
+    from lapo_ros.lapo.training.checkpoint import load_trained_agent
 
-    payload = _torch.load(checkpoint, weights_only=True)
+    agent, _ = load_trained_agent(checkpoint)
     plain = tmp_path / "plain.pt"
-    _torch.save(payload, plain)  # an agent checkpoint, but not from training/train.py
+    agent.save(plain)
     out = tmp_path / "policy.onnx"
-    assert _cli("--checkpoint", str(plain), "--out", str(out)) == 2
-    assert "plain.pt: no training record" in capsys.readouterr().err
+    assert _cli("--checkpoint", str(plain), "--out", str(out)) == 0
+    metadata = read_policy_metadata(out)
+    assert metadata.joint_names == agent.joint_names and len(agent.joint_names) == 4
+    assert metadata.rate_hz == 10.0 and metadata.image_size == [32, 32]
+    assert metadata.training_run == {}
+
+
+def test_export_refuses_bad_paths_and_leaves_nothing(tmp_path, checkpoint, capsys):
+    out = tmp_path / "policy.onnx"
     assert _cli("--checkpoint", str(checkpoint), "--out", str(tmp_path / "p.tflite")) == 2
     assert "unknown policy file type '.tflite'" in capsys.readouterr().err
     assert _cli("--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)) == 2
     assert "none.pt: no such checkpoint" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.pt"]
+    assert list(tmp_path.iterdir()) == []

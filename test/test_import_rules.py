@@ -31,7 +31,7 @@ FOLDER_RULES = {
     "demo": ({"common", "bags", "dataset", "sim", "lapo", "demo"}, set()),
 }
 # Inside the learning core, data flows one way: a layer imports only layers before it.
-LAPO_LAYERS = ("data", "models", "algorithms", "training", "export", "evaluation")
+LAPO_LAYERS = ("compute", "data", "models", "algorithms", "training", "export", "evaluation")
 
 
 def modules_of(folder: str):

@@ -11,7 +11,8 @@ from lapo_core_data import random_transitions
 
 from lapo_ros.common.images import ImageConversionError, resize_rgb, stack_cameras
 from lapo_ros.lapo import MultimodalLatent
-from lapo_ros.lapo.algorithms.lapo import CheckpointError, polyak_update
+from lapo_ros.lapo.algorithms.checkpoint import CheckpointError
+from lapo_ros.lapo.compute import polyak_update
 
 SMALL = {
     "hidden_dims": (32, 32),

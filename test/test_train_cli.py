@@ -21,7 +21,7 @@ from lapo_ros.lapo.training.config import TrainConfigError, load_train_config, r
 from lapo_ros.lapo.training.trainer import train
 
 sys.path.insert(0, str(Path(__file__).parent))
-from training_fixtures import JOINT_NAMES, write_dataset  # noqa: E402
+from training_fixtures import write_dataset  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +105,7 @@ def test_cli_run_writes_config_logs_and_checkpoints(tmp_path, dataset):
 
     record = read_training_record(run_dir / "checkpoints" / "last.pt")
     assert record["step"] == 4 and record["algo"] == "lapo"
-    assert record["joint_names"] == JOINT_NAMES and record["image_size"] == [32, 32]
+    assert "joint_names" not in record  # the agent's own, in its checkpoint
     assert record["best_step"] in (2, 4)
     best = read_training_record(run_dir / "checkpoints" / "best.pt")
     assert best["step"] == record["best_step"]
@@ -360,11 +360,12 @@ def test_sigterm_finishes_the_step_writes_last_and_stops(tmp_path):
 
 
 def test_the_shipped_config_runs_the_default_agent():
-    """config/train.yaml spells out LAPOConfig's defaults: the benchmarked default is what a
-    user who trains with the shipped file gets."""
-    from lapo_ros.lapo.algorithms.config import LAPOConfig
+    """config/train.yaml spells out LAPOConfig's and BCConfig's defaults: the benchmarked
+    default is what a user who trains with the shipped file gets."""
+    from lapo_ros.lapo.algorithms.config import BCConfig, LAPOConfig
     from lapo_ros.lapo.training.config import read_yaml_settings
 
-    agent = read_yaml_settings(REPO / "config" / "train.yaml")["agent"]
-    defaults = LAPOConfig().to_dict()
-    assert {key: defaults[key] for key in agent} == agent
+    settings = read_yaml_settings(REPO / "config" / "train.yaml")
+    for section, config_class in (("agent", LAPOConfig), ("bc", BCConfig)):
+        defaults = config_class().to_dict()
+        assert {key: defaults[key] for key in settings[section]} == settings[section]

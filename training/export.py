@@ -21,7 +21,7 @@ try:
 except ImportError:  # a source checkout without `pip install`: use the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lapo_ros.lapo.algorithms.lapo import CheckpointError
+from lapo_ros.lapo.algorithms.checkpoint import CheckpointError
 from lapo_ros.lapo.export import DEFAULT_TOLERANCE, PolicyExportError, export_checkpoint
 from lapo_ros.lapo.training.checkpoint import TrainingCheckpointError
 

@@ -21,7 +21,7 @@ except ImportError:  # a source checkout without `pip install`: use the reposito
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lapo_ros.dataset.episodes import DatasetReadError
-from lapo_ros.lapo.algorithms.lapo import CheckpointError
+from lapo_ros.lapo.algorithms.checkpoint import CheckpointError
 from lapo_ros.lapo.models.networks import PretrainedWeightsError
 from lapo_ros.lapo.training.checkpoint import TrainingCheckpointError
 from lapo_ros.lapo.training.config import (
@@ -55,9 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-every", type=int, help="steps between last.pt writes")
     parser.add_argument("--log-every", type=int, help="steps between metric rows")
     parser.add_argument("--bf16", action="store_true",
-                        help="bfloat16 autocast on CUDA (agent.autocast_dtype)")
+                        help="bfloat16 autocast on CUDA (autocast_dtype of the agent)")
     parser.add_argument("--channels-last", action="store_true",
-                        help="NHWC convolutions, faster on recent GPUs (agent.channels_last)")
+                        help="NHWC convolutions, faster on recent GPUs (the agent's channels_last)")
     parser.add_argument("--resume", action="store_true",
                         help="continue RUN_DIR from checkpoints/last.pt with its saved config")
     return parser.parse_args(argv)
@@ -70,9 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         "image_size": args.image_size, "device": args.device, "algo": args.algo,
         "seed": args.seed, "num_workers": args.num_workers, "val_every": args.val_every,
         "checkpoint_every": args.checkpoint_every, "log_every": args.log_every,
-        "agent": {**({"autocast_dtype": "bfloat16"} if args.bf16 else {}),
-                  **({"channels_last": True} if args.channels_last else {})} or None,
     }
+    compute = {**({"autocast_dtype": "bfloat16"} if args.bf16 else {}),
+               **({"channels_last": True} if args.channels_last else {})}
+    if compute:  # options of both agents' configs: they apply whichever algo runs
+        overrides.update(agent=compute, bc=compute)
     try:
         if args.resume:
             config = resume_config(args.out, {k: v for k, v in overrides.items() if k != "out"})

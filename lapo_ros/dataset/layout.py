@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import stat
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ import h5py
 import numpy as np
 
 import lapo_ros
+from lapo_ros.common.files import TemporaryFileError, atomic_path
 
 FORMAT_VERSION = 1
 IMAGE_KEYS = {
@@ -172,26 +171,17 @@ def _add_episodes(h5: h5py.File, path: Path, episodes: Iterable[Episode], space:
 
 @contextmanager
 def _replacing(path: Path) -> Iterator[Path]:
-    """A new temporary file beside ``path``, renamed over ``path`` when the block succeeds
-    and removed when it fails. It has the permissions of the file it replaces, or for a new
-    file those a normal file creation gives (0666 less the umask)."""
+    """``atomic_path`` with its failures as DatasetWriteError naming the file."""
     if path.is_dir():
         raise DatasetWriteError(f"{path}: is a folder, expected an .hdf5 file name")
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as error:
+        with atomic_path(path) as tmp:
+            yield tmp
+    except TemporaryFileError as error:
         raise DatasetWriteError(
-            f"{path}: cannot create a file in {path.parent} ({_folder_problem(path, error)})"
+            f"{path}: cannot create a file in {path.parent} "
+            f"({_folder_problem(path, error.__cause__)})"
         ) from None
-    try:
-        if path.exists():
-            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _folder_problem(path: Path, error: OSError) -> str:

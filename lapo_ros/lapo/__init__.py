@@ -15,6 +15,7 @@ _EXPORTS = {
     "MultimodalLatent": "lapo_ros.lapo.algorithms.lapo",
     "BehaviorCloning": "lapo_ros.lapo.algorithms.bc",
     "LAPOConfig": "lapo_ros.lapo.algorithms.config",
+    "BCConfig": "lapo_ros.lapo.algorithms.config",
     "DeployablePolicy": "lapo_ros.lapo.models.policy",
     "MultimodalReplayBuffer": "lapo_ros.lapo.data.buffer",
     "TransitionBatch": "lapo_ros.lapo.data.batch",

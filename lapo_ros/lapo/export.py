@@ -288,27 +288,20 @@ def export_checkpoint(
     *,
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> PolicyMetadata:
-    """Export the greedy policy of a ``training/train.py`` checkpoint; return its metadata."""
-    from lapo_ros.lapo.training.checkpoint import TrainingCheckpointError, load_trained_agent
+    """Export the greedy policy of a ``training/train.py`` checkpoint (or of an agent's own
+    ``save()`` file); return its metadata."""
+    from lapo_ros.lapo.training.checkpoint import load_trained_agent
 
     policy_format(path)  # refuse an unknown suffix before loading anything
     agent, record = load_trained_agent(checkpoint, device="cpu")
     policy = agent.deployable_policy()
-    joint_names = list(record.get("joint_names") or [])
-    image_size = [int(s) for s in record.get("image_size") or []]
-    found = {"joint_names": len(joint_names), "image_size": image_size}
-    expected = {"joint_names": policy.joint_dim, "image_size": list(policy.image_size)}
-    if found != expected:
-        raise TrainingCheckpointError(
-            f"{checkpoint}: training record {found} does not match the agent {expected}"
-        )
     metadata = PolicyMetadata(
-        joint_names=joint_names,
-        image_size=image_size,
+        joint_names=agent.joint_names,
+        image_size=list(policy.image_size),
         action_dim=policy.action_dim,
         joint_dim=policy.joint_dim,
-        rate_hz=record.get("rate_hz"),
-        training_run=training_run_info(checkpoint, record),
+        rate_hz=agent.rate_hz,
+        training_run=training_run_info(checkpoint, record) if record else {},
     )
     export_policy(policy, metadata, path, tolerance=tolerance)
     return metadata

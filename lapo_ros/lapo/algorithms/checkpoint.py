@@ -1,9 +1,10 @@
 """The agents' checkpoint file: one ``torch.save`` dict, readable with ``weights_only=True``.
 
 Layout: ``format``, ``version``, ``kind`` (which agent), ``arguments`` (constructor
-arguments), ``config`` (``LAPOConfig.to_dict``), ``statistics``
-(``DatasetStatistics.to_dict``), ``step``, ``modules`` (state_dicts of networks, targets
-and normalisers), optimizer state_dicts, and the agent's noise generator state.
+arguments), ``config`` (the agent config's ``to_dict``), ``statistics``
+(``DatasetStatistics.to_dict``), ``data`` (the data's ``joint_names`` and ``rate_hz``),
+``step``, ``modules`` (state_dicts of networks, targets and normalisers), ``optimizers``
+(their state_dicts), and the agent's noise generator state.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from typing import Any
 
 import torch
 
+from lapo_ros.common.files import atomic_path
+
 CHECKPOINT_FORMAT = "lapo_ros.checkpoint"
-CHECKPOINT_VERSION = 2
-"""2: z-scored actions, linear decoder and the critic's action head (1: min/max + tanh)."""
+CHECKPOINT_VERSION = 3
+"""3: joint names and rate in ``data``, optimisers apart for every agent (BCConfig for BC);
+2: z-scored actions, linear decoder and the critic's action head; 1: min/max + tanh."""
 
 
 class CheckpointError(ValueError):
@@ -24,20 +28,13 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """Write atomically: a crash never leaves a half-written checkpoint at ``path``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = f"{path}.tmp{os.getpid()}"
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
-def read_checkpoint(path: str | os.PathLike, kind: str) -> dict[str, Any]:
-    """Load with ``weights_only=True`` and check it is a ``kind`` checkpoint of our format."""
+def read_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """Load with ``weights_only=True`` and check it is a checkpoint of our format (of a
+    ``kind`` agent, when given)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r}: no such file")
@@ -52,14 +49,14 @@ def read_checkpoint(path: str | os.PathLike, kind: str) -> dict[str, Any]:
             f"checkpoint {path!r}: version {payload.get('version')!r}, this lapo_ros reads "
             f"{CHECKPOINT_VERSION}"
         )
-    if payload.get("kind") != kind:
+    if kind is not None and payload.get("kind") != kind:
         raise CheckpointError(
             f"checkpoint {path!r}: holds a {payload.get('kind')!r} agent, expected {kind!r}"
         )
     return payload
 
 
-def load_modules(path: str, modules: dict[str, Any], states: dict[str, Any]) -> None:
+def load_states(path: str, modules: dict[str, Any], states: dict[str, Any]) -> None:
     """``load_state_dict`` for every named module/optimizer, naming the one that fails."""
     for name, module in modules.items():
         if name not in states:

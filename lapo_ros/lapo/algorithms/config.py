@@ -1,6 +1,7 @@
-"""Every knob of the multimodal LAPO agent (and the BC baseline), with LAPO's defaults.
+"""Every knob of the agents: the encoder and compute options they share (``AgentConfig``),
+LAPO's update (``LAPOConfig``) and the behaviour-cloning baseline (``BCConfig``).
 
-Defaults follow the original LAPO (Chen et al., NeurIPS 2022; ``main_d4rl.py`` and
+LAPO's defaults follow the original (Chen et al., NeurIPS 2022; ``main_d4rl.py`` and
 ``algos_vae.py``): gamma 0.99, expectile 0.9, kl_beta 1.0, max_latent_action 2.0,
 doubleq_min 1.0, target-policy noise 0.1 clipped at 0.2, latent_dim = 2 * action_dim, with
 two measured exceptions for images and short runs: tau 0.05 and the critic's action head.
@@ -8,15 +9,71 @@ two measured exceptions for images and short runs: tau 0.05 and the critic's act
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+from lapo_ros.common.validation import check_fields, unknown_keys
 
 AUTOCAST_DTYPES = ("bfloat16", "float16")
+C = TypeVar("C", bound="AgentConfig")
 
 
 @dataclass
-class LAPOConfig:
-    """Hyper-parameters of ``MultimodalLatent``; ``BehaviorCloning`` reads the shared ones.
+class AgentConfig:
+    """The observation encoder, network sizes and compute options every agent has."""
+
+    feature_dim: int = 256  # fused observation feature
+    image_feature_dim: int = 256  # ResNet18 output
+    joint_hidden_dim: int = 128  # joint MLP width
+    hidden_dims: tuple[int, ...] = (256, 256, 256)  # MLPs after the encoder
+    image_size: int = 224  # square images fed to the encoder (buffer and agent agree)
+    pretrained_path: str | None = None  # local torchvision resnet18 state_dict; never downloads
+    conv1_scale: float = 1.0  # 1.0 copies the RGB conv1 kernel as the seed; 1/3 keeps magnitudes
+    max_grad_norm: float | None = None  # clip the encoder's (and its optimiser's) gradient norm
+    channels_last: bool = False  # NHWC convolutions (faster on recent GPUs)
+    fused_adam: bool = False  # one fused kernel per Adam step (CUDA and CPU)
+    autocast_dtype: str | None = None  # "bfloat16" (or "float16") on CUDA; opt-in
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
+        check_fields(type(self).__name__, self, self.checks())
+
+    def checks(self) -> dict[str, bool]:
+        """Field name -> whether its value is valid (subclasses add theirs)."""
+        return {
+            "feature_dim": self.feature_dim > 0,
+            "image_feature_dim": self.image_feature_dim > 0,
+            "joint_hidden_dim": self.joint_hidden_dim > 0,
+            "hidden_dims": len(self.hidden_dims) > 0 and min(self.hidden_dims) > 0,
+            "image_size": self.image_size >= 16,
+            "conv1_scale": self.conv1_scale > 0.0,
+            "max_grad_norm": self.max_grad_norm is None or self.max_grad_norm > 0.0,
+            "autocast_dtype": self.autocast_dtype in (None, *AUTOCAST_DTYPES),
+        }
+
+    @classmethod
+    def from_overrides(cls: type[C], overrides: dict[str, Any], *, owner: str = "") -> C:
+        """Build from keyword overrides, naming any unknown key."""
+        unknown_keys(cls, overrides, owner or cls.__name__)
+        return cls(**overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only (lists for tuples): safe for ``torch.load(weights_only=True)``."""
+        data = asdict(self)
+        data["hidden_dims"] = list(self.hidden_dims)
+        return data
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        """Inverse of ``to_dict`` (as saved in a checkpoint)."""
+        return cls.from_overrides({k: tuple(v) if k == "hidden_dims" else v
+                                   for k, v in data.items()})
+
+
+@dataclass
+class LAPOConfig(AgentConfig):
+    """Hyper-parameters of ``MultimodalLatent``.
 
     Where a default differs from the original LAPO, the comment says why; the measurements
     are in BENCHMARKS.md (learning).
@@ -45,26 +102,12 @@ class LAPOConfig:
     # optimisers
     critic_lr: float = 2e-4  # critic + observation encoder
     actor_vae_lr: float = 2e-4
-    actor_lr: float = 2e-4  # the latent actor (LAPO); encoder + regression head (BC)
-    max_grad_norm: float | None = None  # clip the critic+encoder gradient norm when set
-    # networks
+    actor_lr: float = 2e-4  # the latent actor
     latent_dim: int | None = None  # None -> 2 * action_dim
-    feature_dim: int = 256  # fused observation feature
-    image_feature_dim: int = 256  # ResNet18 output
-    joint_hidden_dim: int = 128  # joint MLP width
-    hidden_dims: tuple[int, ...] = (256, 256, 256)  # Actor / ActorVAE / Critic MLPs
-    image_size: int = 224  # square images fed to the encoder (buffer and agent agree)
-    pretrained_path: str | None = None  # local torchvision resnet18 state_dict; never downloads
-    conv1_scale: float = 1.0  # 1.0 copies the RGB conv1 kernel as the seed; 1/3 keeps magnitudes
-    # compute
-    channels_last: bool = False  # NHWC convolutions (faster on recent GPUs)
-    fused_adam: bool = False  # one fused kernel per Adam step (CUDA and CPU)
-    autocast_dtype: str | None = None  # "bfloat16" (or "float16") on CUDA; opt-in
-    seed: int = 0
 
-    def __post_init__(self) -> None:
-        self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
-        checks = {
+    def checks(self) -> dict[str, bool]:
+        return {
+            **super().checks(),
             "gamma": 0.0 <= self.gamma < 1.0,
             "tau": 0.0 < self.tau <= 1.0,
             "expectile": 0.0 <= self.expectile <= 1.0,
@@ -77,45 +120,18 @@ class LAPOConfig:
             "critic_lr": self.critic_lr > 0.0,
             "actor_vae_lr": self.actor_vae_lr > 0.0,
             "actor_lr": self.actor_lr > 0.0,
-            "max_grad_norm": self.max_grad_norm is None or self.max_grad_norm > 0.0,
             "latent_dim": self.latent_dim is None or self.latent_dim > 0,
-            "feature_dim": self.feature_dim > 0,
-            "image_feature_dim": self.image_feature_dim > 0,
-            "joint_hidden_dim": self.joint_hidden_dim > 0,
-            "hidden_dims": len(self.hidden_dims) > 0 and min(self.hidden_dims) > 0,
-            "image_size": self.image_size >= 16,
-            "conv1_scale": self.conv1_scale > 0.0,
-            "autocast_dtype": self.autocast_dtype in (None, *AUTOCAST_DTYPES),
         }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise ValueError(f"LAPOConfig: invalid {shown}")
 
     def resolved_latent_dim(self, action_dim: int) -> int:
         return self.latent_dim if self.latent_dim is not None else 2 * action_dim
 
-    @classmethod
-    def from_overrides(cls, overrides: dict[str, Any], *, owner: str = "LAPOConfig") -> LAPOConfig:
-        """Build from keyword overrides, naming any unknown key."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise TypeError(
-                f"{owner}: unknown option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        return cls(**overrides)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values only (lists for tuples): safe for ``torch.load(weights_only=True)``."""
-        data = asdict(self)
-        data["hidden_dims"] = list(self.hidden_dims)
-        return data
+@dataclass
+class BCConfig(AgentConfig):
+    """Hyper-parameters of ``BehaviorCloning``: the shared encoder options and one rate."""
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LAPOConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if k == "hidden_dims" else v)
-                      for k, v in data.items() if k in known})
+    lr: float = 2e-4  # Adam on the encoder and the regression head
 
+    def checks(self) -> dict[str, bool]:
+        return {**super().checks(), "lr": self.lr > 0.0}

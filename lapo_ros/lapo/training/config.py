@@ -15,13 +15,20 @@ from typing import Any
 import yaml
 
 from lapo_ros.common.files import atomic_path
-from lapo_ros.lapo.algorithms.config import LAPOConfig
+from lapo_ros.common.validation import check_fields, unknown_keys
+from lapo_ros.lapo.algorithms.config import AgentConfig, BCConfig, LAPOConfig
 
-ALGORITHMS = ("lapo", "bc")
+AGENT_SECTIONS: dict[str, tuple[str, type[AgentConfig]]] = {
+    "lapo": ("agent", LAPOConfig),
+    "bc": ("bc", BCConfig),
+}
+"""algo -> (the config section holding its options, their dataclass)."""
+ALGORITHMS = tuple(AGENT_SECTIONS)
 CONFIG_NAME = "config.yaml"
 RESUMABLE = frozenset({"steps", "device", "num_workers", "val_every", "checkpoint_every",
                        "log_every"})
 """Options a resumed run may change; the others must match the run being resumed."""
+SECTION_NAMES = tuple(section for section, _ in AGENT_SECTIONS.values())
 
 
 class TrainConfigError(ValueError):
@@ -46,7 +53,8 @@ class TrainConfig:
     val_batches: int = 16
     checkpoint_every: int = 1000
     log_every: int = 50
-    agent: dict[str, Any] = field(default_factory=dict)  # LAPOConfig overrides
+    agent: dict[str, Any] = field(default_factory=dict)  # LAPOConfig overrides (algo: lapo)
+    bc: dict[str, Any] = field(default_factory=dict)  # BCConfig overrides (algo: bc)
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str | os.PathLike):
@@ -54,6 +62,7 @@ class TrainConfig:
         self.data = [os.fspath(p) for p in self.data]
         self.out = os.fspath(self.out)
         self.agent = dict(self.agent or {})
+        self.bc = dict(self.bc or {})
 
     def validate(self, source: str = "training config") -> TrainConfig:
         """Raise TrainConfigError naming ``source`` and every bad option."""
@@ -72,23 +81,24 @@ class TrainConfig:
             "checkpoint_every": self.checkpoint_every >= 1,
             "log_every": self.log_every >= 1,
         }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise TrainConfigError(f"{source}: invalid {shown}")
-        if "image_size" in self.agent:
-            raise TrainConfigError(
-                f"{source}: set image_size at the top level, not under agent"
-            )
-        try:
-            LAPOConfig.from_overrides(self.agent, owner=f"{source}: agent")
-        except (TypeError, ValueError) as error:
-            raise TrainConfigError(str(error)) from error
+        check_fields(source, self, checks, TrainConfigError)
+        for section, config_class in AGENT_SECTIONS.values():
+            options = getattr(self, section)
+            if "image_size" in options:
+                raise TrainConfigError(
+                    f"{source}: set image_size at the top level, not under {section}"
+                )
+            try:
+                config_class.from_overrides(options, owner=f"{source}: {section}")
+            except (TypeError, ValueError) as error:
+                raise TrainConfigError(str(error)) from error
         return self
 
     def agent_overrides(self) -> dict[str, Any]:
-        """LAPOConfig keyword overrides for the agent, with the run's seed and image size."""
-        return {"seed": self.seed, **self.agent, "image_size": self.image_size}
+        """Keyword overrides for the ``algo`` agent (its section of the config), with the
+        run's seed and image size."""
+        section, _ = AGENT_SECTIONS[self.algo]
+        return {"seed": self.seed, **getattr(self, section), "image_size": self.image_size}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,13 +120,14 @@ def resume_config(run_dir: str | os.PathLike, overrides: dict[str, Any]) -> Trai
     if not path.is_file():
         raise TrainConfigError(f"{path}: no such file; {run_dir} holds no run to resume")
     saved = build_config(read_yaml_settings(path), os.fspath(path))
-    changes = {k: v for k, v in overrides.items() if v is not None and k != "agent"}
+    changes = {k: v for k, v in overrides.items()
+               if v is not None and k not in SECTION_NAMES}
     conflicts = [
         f"{key} (run: {getattr(saved, key)!r}, now: {value!r})"
         for key, value in changes.items()
         if key not in RESUMABLE and _normalised(value) != _normalised(getattr(saved, key))
     ]
-    if conflicts or overrides.get("agent"):
+    if conflicts or any(overrides.get(section) for section in SECTION_NAMES):
         shown = ", ".join(conflicts) or "agent settings"
         raise TrainConfigError(
             f"{path}: --resume continues that run as configured; these options differ: {shown}. "
@@ -150,27 +161,28 @@ def read_yaml_settings(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def merge_overrides(settings: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Put ``overrides`` (command-line values) over ``settings`` in place: None means "not
+    given" and leaves the setting; the agent sections merge key by key."""
     for key, value in overrides.items():
         if value is None:
             continue
-        if key == "agent":
-            settings["agent"] = {**(settings.get("agent") or {}), **value}
+        if key in SECTION_NAMES:
+            settings[key] = {**(settings.get(key) or {}), **value}
         else:
             settings[key] = value
 
 
 def build_config(settings: dict[str, Any], source: str) -> TrainConfig:
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise TrainConfigError(
-            f"{source}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
+    """A validated TrainConfig from plain settings; every error names ``source`` and the key
+    (unknown, missing, wrong type or invalid value)."""
+    unknown_keys(TrainConfig, settings, source, TrainConfigError)
     missing = [name for name in ("data", "out") if not settings.get(name)]
     if missing:
         raise TrainConfigError(f"{source}: missing {', '.join(missing)}")
-    if settings.get("agent") is not None and not isinstance(settings["agent"], dict):
-        raise TrainConfigError(f"{source}: agent must be a mapping of LAPOConfig fields")
+    for section, config_class in AGENT_SECTIONS.values():
+        if settings.get(section) is not None and not isinstance(settings[section], dict):
+            raise TrainConfigError(
+                f"{source}: {section} must be a mapping of {config_class.__name__} fields")
     try:
         config = TrainConfig(**settings)
     except TypeError as error:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
+
+from lapo_ros.common.files import atomic_path
 
 STEP_COLUMN = "step"
 
@@ -61,12 +62,10 @@ class MetricsLog:
         return bool(new)
 
     def _rewrite(self) -> None:
-        tmp = self.csv_path.with_name(f".{self.csv_path.name}.tmp")
-        with tmp.open("w", newline="") as handle:
+        with atomic_path(self.csv_path) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=self._columns)
             writer.writeheader()
             writer.writerows(self._rows)
-        os.replace(tmp, self.csv_path)
 
 
 def _step_of(row: dict[str, str]) -> int:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 import lapo_ros
 from lapo_ros.dataset.episodes import load_sources
+from lapo_ros.lapo.compute import DeviceError, resolve_device
 from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer, raw_to_batch
 from lapo_ros.lapo.data.step_batches import step_batches
 from lapo_ros.lapo.training import distributed
@@ -55,17 +56,15 @@ class TrainResult:
     is_main: bool = True  # False on torchrun ranks other than 0 (they write nothing)
 
 
-def resolve_device(name: str, context: distributed.DistributedContext) -> torch.device:
-    """'auto' -> this process's GPU when CUDA is present, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TrainConfigError("device 'cuda' requested but torch sees no CUDA device")
-        device = torch.device(name if ":" in name else f"cuda:{context.local_rank}")
+def training_device(name: str, context: distributed.DistributedContext) -> torch.device:
+    """The device of this process (``resolve_device``), made current when it is a GPU."""
+    try:
+        device = resolve_device(name, context.local_rank)
+    except DeviceError as error:
+        raise TrainConfigError(f"training config: {error}") from error
+    if device.type == "cuda":
         torch.cuda.set_device(device)
-        return device
-    return torch.device("cpu")
+    return device
 
 
 def load_data(config: TrainConfig, device: torch.device
@@ -101,7 +100,7 @@ class Trainer:
                 f"{self.run_dir} already holds a run ({self.last_path}); pass --resume to "
                 f"continue it or choose another --out"
             )
-        self.device = resolve_device(config.device, self.context)
+        self.device = training_device(config.device, self.context)
         self.train_data, self.val_data = load_data(config, self.device)
         self.agent = agent_class(config.algo)(
             action_dim=self.train_data.action_dim, replay_buffer=self.train_data,
@@ -125,11 +124,11 @@ class Trainer:
 
     # ---------------------------------------------------------------- state
     def _modules(self) -> list[nn.Module]:
-        return [v for k, v in vars(self.agent).items()
-                if isinstance(v, nn.Module) and not k.startswith("_")]
+        """Every network of the agent (its ``modules`` record): what DDP keeps in sync."""
+        return list(self.agent.modules.networks().values())
 
     def _optimizers(self) -> list[torch.optim.Optimizer]:
-        return [v for v in vars(self.agent).values() if isinstance(v, torch.optim.Optimizer)]
+        return list(self.agent.modules.optimizers().values())
 
     def training_record(self) -> dict[str, Any]:
         data = self.train_data
@@ -141,11 +140,6 @@ class Trainer:
             "best_metric": BEST_METRIC,
             "config": self.config.to_dict(),
             "run_dir": str(self.run_dir.resolve()),
-            "joint_names": data.joint_names,
-            "rate_hz": data.rate_hz,
-            "image_size": [data.image_size, data.image_size],
-            "action_dim": data.action_dim,
-            "joint_dim": data.joint_dim,
             "data_identity": data.data_identity,
             "val_data_identity": self.val_data.data_identity,
             "val_episodes": self.val_data.parent_episode_indices,

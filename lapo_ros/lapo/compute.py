@@ -1,0 +1,72 @@
+"""Where and how the learning core computes: the device resolver, mixed precision, Adam,
+image memory layout and target networks (one helper each, used by every agent and tool)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import re
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class DeviceError(ValueError):
+    """A device name this machine cannot provide; the message names it."""
+
+
+def resolve_device(name: str | torch.device | None = "auto", local_rank: int = 0
+                   ) -> torch.device:
+    """``auto`` (or None) -> CUDA when torch sees it, else CPU; a bare ``cuda`` -> this
+    process's GPU (``local_rank`` under torchrun); anything else as given."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    name = "auto" if name is None else name
+    if re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) is None:
+        raise DeviceError(f"device {name!r}: expected auto, cpu, cuda or cuda:N")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise DeviceError(f"device {name!r} requested but torch sees no CUDA device")
+    return torch.device(name if ":" in name else f"cuda:{local_rank}")
+
+
+def autocast(dtype: str | None, device: torch.device) -> contextlib.AbstractContextManager:
+    """Mixed precision in ``dtype`` (``bfloat16``/``float16``); only on CUDA (a no-op on CPU)."""
+    if dtype is None or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=getattr(torch, dtype))
+
+
+def adam(params: Any, lr: float, fused: bool) -> torch.optim.Adam:
+    """Adam (``fused``: one kernel per step instead of foreach)."""
+    return torch.optim.Adam(params, lr=lr, fused=True if fused else None)
+
+
+def memory_layout(image: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """NHWC images when ``channels_last``."""
+    return image.contiguous(memory_format=torch.channels_last) if channels_last else image
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A target network: a deep copy in eval mode that takes no gradients."""
+    target = copy.deepcopy(module)
+    target.requires_grad_(False)
+    return target.eval()
+
+
+@torch.no_grad()
+def polyak_update(online: nn.Module, target: nn.Module, tau: float) -> None:
+    """target <- tau * online + (1 - tau) * target, for parameters and floating buffers.
+
+    Integer buffers (BatchNorm's ``num_batches_tracked``) are copied.
+    """
+    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+    for target_buffer, online_buffer in zip(target.buffers(), online.buffers(), strict=True):
+        if target_buffer.is_floating_point():
+            target_buffer.lerp_(online_buffer, tau)
+        else:
+            target_buffer.copy_(online_buffer)
