@@ -73,12 +73,11 @@ def write_text_atomic(path: Path, text: str) -> None:
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise BenchmarkError(f"--out {path}: folder {path.parent} does not exist")
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    add_repo_to_path()
+    from lapo_ros.common.files import atomic_path
+
+    with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def emit(tables: Sequence[Table], out: Path | None, argv: Sequence[str] | None = None) -> None:
@@ -255,15 +254,15 @@ def add_repo_to_path() -> None:
 
 
 def resolve_device(name: str):
-    """``auto`` -> CUDA when available, else CPU; anything else as torch understands it."""
-    import torch
+    """``--device`` as the learning core resolves it (``auto``: CUDA when available)."""
+    add_repo_to_path()
+    from lapo_ros.lapo.compute import DeviceError
+    from lapo_ros.lapo.compute import resolve_device as resolve
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BenchmarkError(f"--device {name}: CUDA is not available on this machine")
-    return device
+    try:
+        return resolve(name)
+    except DeviceError as error:
+        raise BenchmarkError(f"--device {name}: {error}") from error
 
 
 def synchronizer(device) -> Callable[[], None] | None:

@@ -6,10 +6,11 @@ MSE regression (``lapo_ros.lapo.algorithms.bc``). Two datasets of scripted demon
 ``expert`` (expert only) and ``heterogeneous`` (expert, noisy and wrong-target, the mix
 of the demo). Each policy is run in closed loop in the sim (in-process, no DDS, for speed)
 on target layouts unseen in training; the scripted expert on the same layouts is the
-baseline of the run. LAPO runs with the ``agent:`` section of ``--config`` (default: the
-shipped ``config/train.yaml``, i.e. the defaults users get), ``--lapo-set`` on top for an
-ablation. Targets (issue 15): heterogeneous LAPO >= 1.3x BC and >= 0.8x expert; expert-data
-LAPO no worse than BC.
+baseline of the run. Both train through the trainer of ``training/train.py`` with
+``--config`` (default: the shipped ``config/train.yaml``, i.e. what users get: LAPO its
+``agent:`` section, BC its ``bc:`` section), ``--lapo-set`` on top for an ablation.
+Targets (issue 15): heterogeneous LAPO >= 1.3x BC and >= 0.8x expert; expert-data LAPO
+no worse than BC.
 
     python benchmarks/learning.py [--quick] [--out FILE.md] [--seeds 3] [--steps 1000]
                                   [--episodes 80] [--datasets expert heterogeneous]
@@ -58,22 +59,16 @@ def make_dataset(path: Path, fractions: dict[str, float], episodes: int, sim: Si
     return float(np.mean([e.success for e in recorded]))
 
 
-def train_agent(algo: str, data: Path, sim: SimConfig, steps: int, batch_size: int,
-                seed: int, device: str, lapo_options: dict):
-    from lapo_ros.lapo import MultimodalLatent, MultimodalReplayBuffer
-    from lapo_ros.lapo.algorithms.bc import BehaviorCloning
+def train_agent(algo: str, data: Path, run_dir: Path, config: Path, overrides: dict):
+    """Train through the product's trainer (``training/train.py``'s code path) with ``config``
+    and the benchmark's ``overrides``; the agent of the final checkpoint."""
+    from lapo_ros.lapo.training.checkpoint import load_trained_agent
+    from lapo_ros.lapo.training.config import load_train_config
+    from lapo_ros.lapo.training.trainer import train
 
-    size = sim.image_size[0]
-    buffer = MultimodalReplayBuffer(16, 16, device, image_size=size, seed=seed,
-                                    images_in_memory=True)
-    buffer.load_from_hdf5(data)
-    if algo == "lapo":
-        agent = MultimodalLatent(16, replay_buffer=buffer, device=device, image_size=size,
-                                 seed=seed, **lapo_options)
-    else:
-        agent = BehaviorCloning(16, replay_buffer=buffer, device=device, image_size=size,
-                                seed=seed)
-    agent.train(steps, batch_size)
+    result = train(load_train_config(config, {**overrides, "algo": algo, "data": [str(data)],
+                                              "out": str(run_dir)}))
+    agent, _ = load_trained_agent(result.last_checkpoint, device=overrides["device"])
     return agent
 
 
@@ -107,15 +102,6 @@ def target_notes(means: dict[tuple[str, str], float], expert: float) -> list[str
         met = means["expert", "lapo"] >= means["expert", "bc"]
         notes.append(f"Target expert-data LAPO >= BC: {'met' if met else 'NOT met'}.")
     return notes
-
-
-def lapo_settings(config: Path, changes: dict) -> dict:
-    """The ``agent:`` section of a training config with ``changes`` on top (``seed`` and
-    ``image_size`` are the benchmark's)."""
-    from lapo_ros.lapo.training.config import read_yaml_settings
-
-    agent = dict(read_yaml_settings(config).get("agent") or {})
-    return {k: v for k, v in {**agent, **changes}.items() if k not in ("seed", "image_size")}
 
 
 def lapo_option(text: str) -> tuple[str, object]:
@@ -157,13 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithms", nargs="+", choices=["bc", "lapo"],
                         default=["bc", "lapo"], help="algorithms to run (default both)")
     args = parser.parse_args(argv)
-    from lapo_ros.lapo.algorithms.config import LAPOConfig
+    from lapo_ros.lapo.training.config import TrainConfigError, load_train_config
 
     try:  # a misspelt or invalid setting fails here, not after the first BC runs
-        lapo_options = lapo_settings(args.config, dict(args.lapo_set))
-        LAPOConfig.from_overrides(lapo_options, owner=f"{args.config} agent + --lapo-set")
-    except (TypeError, ValueError) as error:
-        parser.error(str(error))
+        load_train_config(args.config, {"data": ["-"], "out": "-", "agent": dict(args.lapo_set)})
+    except TrainConfigError as error:
+        parser.error(f"{error} (--config + --lapo-set)")
     quick = {"seeds": 1, "steps": 4, "episodes": 6, "eval_episodes": 2, "image_size": 32,
              "batch_size": 8}
     full = {"seeds": 3, "steps": 1000, "episodes": 80, "eval_episodes": 50, "image_size": 32,
@@ -175,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     from common import resolve_device
 
     device = str(resolve_device(args.device))
+    overrides = {  # the run's sizes; everything else comes from --config
+        "steps": sizes["steps"], "batch_size": sizes["batch_size"],
+        "image_size": sizes["image_size"], "device": device, "num_workers": 0,
+        "val_every": sizes["steps"], "checkpoint_every": sizes["steps"],
+        "log_every": max(1, sizes["steps"] // 10), "agent": dict(args.lapo_set),
+    }
     sim = SimConfig(image_size=(sizes["image_size"], sizes["image_size"]),
                     task=TaskConfig(progress_scale=args.progress_scale))
     expert = expert_success(sim, sizes["eval_episodes"], EVAL_SEED)
@@ -195,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                 scores, seconds, blues, distances = [], [], [], []
                 for seed in range(sizes["seeds"]):
                     begin = time.perf_counter()
-                    agent = train_agent(algo, data, sim, sizes["steps"], sizes["batch_size"],
-                                        seed, device, lapo_options)
+                    agent = train_agent(algo, data, Path(tmp) / f"{name}_{algo}_{seed}",
+                                        args.config, {**overrides, "seed": seed})
                     seconds.append(time.perf_counter() - begin)
                     success, blue, distance = closed_loop_success(agent, sim,
                                                                   sizes["eval_episodes"])
@@ -226,9 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{sizes['batch_size']} at {sizes['image_size']} px, {sizes['seeds']} seed(s), "
         f"reward per metre of progress {args.progress_scale:g} (outcome +-1), device "
         f"{device}; total {(time.perf_counter() - started) / 60:.1f} min.",
-        f"LAPO: the agent section of {display_path(args.config)}"
-        + (f", changed by --lapo-set: {dict(args.lapo_set)}." if args.lapo_set else
-           " (no --lapo-set)."),
+        f"Trained by the trainer of training/train.py with {display_path(args.config)} (LAPO: "
+        f"its agent section, BC: its bc section; its val_fraction of the episodes held out), "
+        f"in-process loader"
+        + (f"; LAPO changed by --lapo-set: {dict(args.lapo_set)}." if args.lapo_set else
+           "; no --lapo-set."),
         *target_notes(means, expert),
     ]
     emit([table], args.out)

@@ -312,7 +312,8 @@ def test_learning_quick_reports_both_algorithms_on_both_datasets(tmp_path):
         for column in ("vs BC", "vs expert"):
             assert re.fullmatch(r"\d+\.\d\dx|n/a", row[header.index(column)]), row
     assert "Baseline of this run: the scripted expert" in out.read_text()
-    assert "the agent section of config/train.yaml (no --lapo-set)" in out.read_text()
+    assert ("Trained by the trainer of training/train.py with config/train.yaml"
+            in out.read_text() and "; no --lapo-set." in out.read_text())
 
 
 @pytest.mark.slow
@@ -322,8 +323,7 @@ def test_learning_ablation_overrides_one_lapo_setting_and_names_it(tmp_path):
                            "--algorithms", "lapo", "--lapo-set", "encoder_action_weight=0",
                            "--out", str(out))
     assert completed.returncode == 0, completed.stderr
-    assert ("agent section of config/train.yaml, changed by --lapo-set: "
-            "{'encoder_action_weight': 0}") in out.read_text()
+    assert "LAPO changed by --lapo-set: {'encoder_action_weight': 0}" in out.read_text()
     for bad, named in (("encoder_action_weigth=0", "encoder_action_weigth"),
                        ("encoder_action_weight=-1", "encoder_action_weight"), ("novalue", "KEY")):
         completed = run_script(BENCHMARKS / "learning.py", "--quick", "--lapo-set", bad)

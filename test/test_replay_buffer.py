@@ -143,12 +143,16 @@ def test_statistics_and_value_bounds(data_file):
     assert min_v == pytest.approx(-300.0) and max_v == pytest.approx(300.0)
 
 
-def test_constant_joint_gets_a_usable_std(tmp_path):
+def test_a_constant_joint_normalises_to_zero_not_infinity(tmp_path):
+    from lapo_ros.lapo.models.normalization import JointNormalizer
+
     episodes = coded_episodes([3], [True])
     episodes[0].joint[:, 5] = 0.25
     buffer = _buffer()
     buffer.add_episodes(episodes)
-    assert buffer.statistics.joint_std[5] > 0
+    assert buffer.statistics.joint_std[5] == 0  # as the data has it; the floor is the model's
+    normalized = JointNormalizer(buffer.statistics, 16)(torch.from_numpy(episodes[0].joint))
+    assert torch.isfinite(normalized).all() and torch.equal(normalized[:, 5], torch.zeros(3))
 
 
 def test_split_is_by_whole_episode_and_seeded(data_file):
@@ -198,9 +202,8 @@ def test_data_identity_names_files_and_changes_with_episodes(data_file, tmp_path
     identity = buffer.data_identity
     assert identity["files"][0]["path"] == str(data_file.resolve())
     assert identity["files"][0]["size"] == data_file.stat().st_size
-    record = buffer.statistics_record()
-    json.dumps(record)  # plain JSON types
-    assert record["joint_names"] == JOINT_NAMES and record["rate_hz"] == 20.0
+    json.dumps(identity)  # plain JSON types, for the training record
+    assert buffer.joint_names == JOINT_NAMES and buffer.rate_hz == 20.0
     other = tmp_path / "other.hdf5"
     write_episodes(
         other, coded_episodes([5, 5, 6, 1, 3], TERMINALS), joint_names=JOINT_NAMES, rate_hz=20.0

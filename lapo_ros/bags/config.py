@@ -20,6 +20,7 @@ from rosbags.typesys import Stores
 
 from lapo_ros.common.images import CAMERA_ORDER
 from lapo_ros.common.joints import JointNameError, check_unique
+from lapo_ros.common.validation import check_fields, typed_value
 
 REWARD_SOURCES = ("labels", "topic", "none")
 STAMP_SOURCES = ("header", "receive")
@@ -97,28 +98,26 @@ class BagConversionConfig:
 
     def validate(self, origin: str = "config") -> None:
         """Raise ConfigError naming ``origin`` and the key at fault."""
-        checks = [
-            (self.rate_hz > 0, "rate_hz", "must be > 0"),
-            (self.tolerance > 0, "tolerance_s", "must be > 0"),
-            (self.max_gap_s > 0, "max_gap_s", "must be > 0"),
-            (self.min_episode_steps >= 1, "min_episode_steps", "must be >= 1"),
-            (len(self.image_size) == 2 and min(self.image_size) > 0, "image_size",
-             "must be [height, width] > 0"),
-            (self.stamps in STAMP_SOURCES, "stamps", f"must be one of {STAMP_SOURCES}"),
-            (self.reward.source in REWARD_SOURCES, "reward.source",
-             f"must be one of {REWARD_SOURCES}"),
-            (self.reward.source != "labels" or self.reward.labels_file is not None,
-             "reward.labels_file", "is needed with reward.source 'labels' (or pass --labels)"),
-            (self.workers >= 1, "workers", "must be >= 1"),
-            (self.frame_cache_mb >= 0, "frame_cache_mb", "must be >= 0"),
-            (self.compression in (None, "gzip", "lzf"), "compression",
-             "must be null, gzip or lzf"),
-            (f"ros2_{self.ros_distro}" in {s.value for s in Stores}, "ros_distro",
-             "must name a ROS 2 distro known to rosbags (humble, jazzy, kilted, ...)"),
-        ]
-        for ok, key, problem in checks:
-            if not ok:
-                raise ConfigError(f"{origin}: {key} {problem}")
+        check_fields(origin, self, {
+            "rate_hz": (self.rate_hz > 0, "must be > 0"),
+            "tolerance_s": (self.tolerance > 0, "must be > 0"),
+            "max_gap_s": (self.max_gap_s > 0, "must be > 0"),
+            "min_episode_steps": (self.min_episode_steps >= 1, "must be >= 1"),
+            "image_size": (len(self.image_size) == 2 and min(self.image_size) > 0,
+                           "must be [height, width] > 0"),
+            "stamps": (self.stamps in STAMP_SOURCES, f"must be one of {STAMP_SOURCES}"),
+            "reward.source": (self.reward.source in REWARD_SOURCES,
+                              f"must be one of {REWARD_SOURCES}"),
+            "reward.labels_file": (
+                self.reward.source != "labels" or self.reward.labels_file is not None,
+                "is needed with reward.source 'labels' (or pass --labels)"),
+            "workers": (self.workers >= 1, "must be >= 1"),
+            "frame_cache_mb": (self.frame_cache_mb >= 0, "must be >= 0"),
+            "compression": (self.compression in (None, "gzip", "lzf"),
+                            "must be null, gzip or lzf"),
+            "ros_distro": (f"ros2_{self.ros_distro}" in {s.value for s in Stores},
+                           "must name a ROS 2 distro known to rosbags (humble, jazzy, ...)"),
+        }, ConfigError)
         for key in ("joint_names", "action_joint_names", "command_joint_names"):
             try:
                 check_unique(getattr(self, key), f"{origin}: {key}")
@@ -136,34 +135,6 @@ class BagConversionConfig:
         return data
 
 
-def _coerce(annotation: str, value: Any, key: str, origin: str) -> Any:
-    """``value`` as the field's type (from its annotation), or ConfigError naming ``key``."""
-    if value is None and "None" in annotation:
-        return None
-    try:
-        if annotation.startswith("bool"):
-            if not isinstance(value, bool):
-                raise TypeError
-            return value
-        if annotation.startswith(("float", "int")):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError
-            return float(value) if annotation.startswith("float") else int(value)
-        if annotation.startswith("str"):
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-        if annotation.startswith("tuple[int, int]"):
-            return tuple(int(v) for v in value)
-        if annotation.startswith("list[str]"):
-            if not isinstance(value, list | None):
-                raise TypeError
-            return [str(v) for v in (value or [])]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{origin}: {key} must be {annotation}, got {value!r}") from None
-    return value
-
-
 def _build(cls, data: Any, origin: str, prefix: str = ""):
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: {prefix or 'top level'} must be a mapping")
@@ -179,7 +150,7 @@ def _build(cls, data: Any, origin: str, prefix: str = ""):
         elif spec.name == "reward":
             value = _build(RewardConfig, value, origin, "reward.")
         else:
-            value = _coerce(str(spec.type), value, prefix + key, origin)
+            value = typed_value(cls, spec.name, value, f"{origin}: {prefix}{key}", ConfigError)
         kwargs[spec.name] = value
     return cls(**kwargs)
 

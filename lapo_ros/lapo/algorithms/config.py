@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from lapo_ros.common.validation import check_fields, unknown_keys
+from lapo_ros.common.validation import check_fields, typed_value, unknown_keys
 
 AUTOCAST_DTYPES = ("bfloat16", "float16")
 C = TypeVar("C", bound="AgentConfig")
@@ -54,9 +54,11 @@ class AgentConfig:
 
     @classmethod
     def from_overrides(cls: type[C], overrides: dict[str, Any], *, owner: str = "") -> C:
-        """Build from keyword overrides, naming any unknown key."""
-        unknown_keys(cls, overrides, owner or cls.__name__)
-        return cls(**overrides)
+        """Build from keyword overrides, naming any unknown key or wrongly typed value."""
+        owner = owner or cls.__name__
+        unknown_keys(cls, overrides, owner)
+        return cls(**{key: typed_value(cls, key, value, f"{owner}: {key}")
+                      for key, value in overrides.items()})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values only (lists for tuples): safe for ``torch.load(weights_only=True)``."""

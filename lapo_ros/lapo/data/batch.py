@@ -44,7 +44,8 @@ class TransitionBatch:
 
 @dataclass
 class DatasetStatistics:
-    """Joint/action/reward statistics computed once from the training episodes.
+    """Joint/action/reward statistics computed once from the training episodes, as the
+    data has them (a std may be 0; the normalisers apply the floor, ``MIN_STD``).
 
     They travel with the checkpoint and, baked in, with the exported policy file.
     """

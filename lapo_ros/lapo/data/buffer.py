@@ -34,8 +34,6 @@ from lapo_ros.dataset.layout import Episode
 from lapo_ros.dataset.sampler import RawBatch, TransitionSampler, TransitionTable
 from lapo_ros.lapo.data.batch import DatasetStatistics, TransitionBatch
 
-STD_FLOOR = 1e-6  # joints/actions that never move normalise to 0 instead of dividing by 0
-
 
 class MultimodalReplayBuffer:
     """Episodes from HDF5 files (or RAM) sampled as (s, a, r, s', not_done) transitions."""
@@ -192,12 +190,6 @@ class MultimodalReplayBuffer:
             "episode_ends_sha256": digest.hexdigest(),
         }
 
-    def statistics_record(self) -> dict:
-        """Statistics with the data's identity, plain JSON types (for checkpoints)."""
-        return {"statistics": self.statistics.to_dict(), "data_identity": self.data_identity,
-                "joint_names": self.joint_names, "rate_hz": self.rate_hz,
-                "image_size": self.image_size}
-
     def episode(self, index: int) -> Episode:
         """Episode ``index`` of this buffer, images resized to ``image_size`` (HWC RGB)."""
         ranges = self._episode_ranges()
@@ -300,11 +292,9 @@ class MultimodalReplayBuffer:
         ])
         return DatasetStatistics(
             joint_mean=joint.mean(axis=0, dtype=np.float64).astype(np.float32),
-            joint_std=np.maximum(joint.std(axis=0, dtype=np.float64), STD_FLOOR).astype(
-                np.float32),
+            joint_std=joint.std(axis=0, dtype=np.float64).astype(np.float32),
             action_mean=action.mean(axis=0, dtype=np.float64).astype(np.float32),
-            action_std=np.maximum(action.std(axis=0, dtype=np.float64), STD_FLOOR).astype(
-                np.float32),
+            action_std=action.std(axis=0, dtype=np.float64).astype(np.float32),
             action_min=action.min(axis=0),
             action_max=action.max(axis=0),
             reward_min=float(reward.min()),

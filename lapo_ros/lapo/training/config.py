@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from lapo_ros.common.files import atomic_path
-from lapo_ros.common.validation import check_fields, unknown_keys
+from lapo_ros.common.validation import check_fields, typed_value, unknown_keys
 from lapo_ros.lapo.algorithms.config import AgentConfig, BCConfig, LAPOConfig
 
 AGENT_SECTIONS: dict[str, tuple[str, type[AgentConfig]]] = {
@@ -183,20 +183,10 @@ def build_config(settings: dict[str, Any], source: str) -> TrainConfig:
         if settings.get(section) is not None and not isinstance(settings[section], dict):
             raise TrainConfigError(
                 f"{source}: {section} must be a mapping of {config_class.__name__} fields")
-    try:
-        config = TrainConfig(**settings)
-    except TypeError as error:
-        raise TrainConfigError(f"{source}: {error}") from error
-    _check_types(config, source)
-    return config.validate(source)
-
-
-def _check_types(config: TrainConfig, source: str) -> None:
-    for f in fields(TrainConfig):
-        value = getattr(config, f.name)
-        expected = {"int": int, "float": (int, float), "str": str}.get(str(f.type))
-        if expected is not None and (isinstance(value, bool) or not isinstance(value, expected)):
-            raise TrainConfigError(f"{source}: {f.name} must be {f.type}, got {value!r}")
+    typed = {key: value if key == "data" else
+             typed_value(TrainConfig, key, value, f"{source}: {key}", TrainConfigError)
+             for key, value in settings.items()}
+    return TrainConfig(**typed).validate(source)
 
 
 def _normalised(value: Any) -> Any:

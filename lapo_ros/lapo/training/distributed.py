@@ -118,11 +118,6 @@ def all_ranks_mean(values: dict[str, float], context: DistributedContext) -> dic
     return {k: float(v) / context.world_size for k, v in zip(keys, tensor.tolist(), strict=True)}
 
 
-def barrier(context: DistributedContext) -> None:
-    if context.enabled:
-        dist.barrier()
-
-
 def parameter_drift(modules: list[nn.Module], context: DistributedContext) -> float:
     """Largest |parameter - rank 0's parameter| over all ranks (0.0 when in sync)."""
     if not context.enabled:
