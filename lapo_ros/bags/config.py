@@ -15,12 +15,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rosbags.typesys import Stores
 
 from lapo_ros.common.images import CAMERA_ORDER
 from lapo_ros.common.joints import JointNameError, check_unique
-from lapo_ros.common.validation import check_fields, typed_value
+from lapo_ros.common.validation import check_fields, read_yaml_mapping, typed_value
 
 REWARD_SOURCES = ("labels", "topic", "none")
 STAMP_SOURCES = ("header", "receive")
@@ -174,27 +173,14 @@ def load_config(
     """
     if path is None:
         return BagConversionConfig()
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: invalid YAML ({error})") from None
-    return config_from_dict(data or {}, str(path), validate=validate)
+    data = read_yaml_mapping(path, "config file", ConfigError)
+    return config_from_dict(data, os.fspath(path), validate=validate)
 
 
 def load_labels(path: str | os.PathLike) -> dict[str, bool]:
     """Read a labels file: YAML mapping bag name -> true/false."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read labels file ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: invalid YAML ({error})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: labels file must map bag name -> true/false")
+    data = read_yaml_mapping(path, "labels file (bag name -> true/false)", ConfigError)
     labels = {}
     for name, value in data.items():
         if not isinstance(value, bool):

@@ -3,11 +3,35 @@ values, each error naming where the setting came from and the key."""
 
 from __future__ import annotations
 
+import os
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str,
+                      error: type[Exception] = ValueError) -> dict[str, Any]:
+    """The mapping in the YAML file ``path`` ({} when it is empty); ``error`` names the file
+    and says what is wrong with it, ``what`` saying what the file is (e.g. "labels file")."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except OSError as problem:
+        raise error(f"{path}: cannot read the {what} ({problem.strerror})") from None
+    except yaml.YAMLError as problem:
+        raise error(f"{path}: invalid YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise error(f"{path}: the {what} must be a mapping, got {type(data).__name__}")
+    return data
 
 
 def unknown_keys(cls: type, keys: Any, owner: str,

@@ -35,6 +35,7 @@ from lapo_ros.lapo.algorithms.checkpoint import (
 from lapo_ros.lapo.algorithms.config import AgentConfig
 from lapo_ros.lapo.compute import memory_layout, resolve_device
 from lapo_ros.lapo.data.batch import DatasetStatistics, TransitionBatch
+from lapo_ros.lapo.models.networks import ImageJointEncoder
 from lapo_ros.lapo.models.policy import DeployablePolicy, observation_arrays
 
 
@@ -145,6 +146,22 @@ class OfflineAgent:
         self.total_it = 0
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(config.seed)
+
+    def _encoder(self) -> ImageJointEncoder:
+        """The 9-channel ResNet18 + joint encoder as configured, on the agent's device (NHWC
+        with ``channels_last``); the caller seeds the initialisation."""
+        config = self.config
+        encoder = ImageJointEncoder(
+            joint_dim=self.joint_dim,
+            image_feature_dim=config.image_feature_dim,
+            fusion_dim=config.feature_dim,
+            joint_hidden_dim=config.joint_hidden_dim,
+            pretrained_path=config.pretrained_path,
+            conv1_scale=config.conv1_scale,
+        ).to(self.device)
+        if config.channels_last:
+            encoder.to(memory_format=torch.channels_last)
+        return encoder
 
     def __getattr__(self, name: str) -> Any:
         modules = self.__dict__.get("modules")

@@ -79,18 +79,9 @@ class BehaviorCloning(OfflineAgent):
         config, device = self.config, self.device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            obs_encoder = ImageJointEncoder(
-                joint_dim=self.joint_dim,
-                image_feature_dim=config.image_feature_dim,
-                fusion_dim=config.feature_dim,
-                joint_hidden_dim=config.joint_hidden_dim,
-                pretrained_path=config.pretrained_path,
-                conv1_scale=config.conv1_scale,
-            ).to(device)
+            obs_encoder = self._encoder()
             policy_head = RegressionHead(config.feature_dim, self.action_dim,
                                          config.hidden_dims).to(device)
-        if config.channels_last:
-            obs_encoder.to(memory_format=torch.channels_last)
         self.modules = BCModules(
             obs_encoder=obs_encoder,
             policy_head=policy_head,

@@ -170,22 +170,13 @@ class MultimodalLatent(OfflineAgent):
         config, device = self.config, self.device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            obs_encoder = ImageJointEncoder(
-                joint_dim=self.joint_dim,
-                image_feature_dim=config.image_feature_dim,
-                fusion_dim=config.feature_dim,
-                joint_hidden_dim=config.joint_hidden_dim,
-                pretrained_path=config.pretrained_path,
-                conv1_scale=config.conv1_scale,
-            ).to(device)
+            obs_encoder = self._encoder()
             critic = Critic(config.feature_dim, self.action_dim, config.hidden_dims,
                             action_head=config.encoder_action_weight > 0).to(device)
             actor = Actor(config.feature_dim, self.latent_dim, config.max_latent_action,
                           config.hidden_dims).to(device)
             actor_vae = ActorVAE(config.feature_dim, self.action_dim, self.latent_dim,
                                  config.max_latent_action, config.hidden_dims).to(device)
-        if config.channels_last:
-            obs_encoder.to(memory_format=torch.channels_last)
         fused = config.fused_adam
         return LAPOModules(
             obs_encoder=obs_encoder, critic=critic, actor=actor, actor_vae=actor_vae,

@@ -15,7 +15,12 @@ from typing import Any
 import yaml
 
 from lapo_ros.common.files import atomic_path
-from lapo_ros.common.validation import check_fields, typed_value, unknown_keys
+from lapo_ros.common.validation import (
+    check_fields,
+    read_yaml_mapping,
+    typed_value,
+    unknown_keys,
+)
 from lapo_ros.lapo.algorithms.config import AgentConfig, BCConfig, LAPOConfig
 
 AGENT_SECTIONS: dict[str, tuple[str, type[AgentConfig]]] = {
@@ -146,18 +151,8 @@ def save_train_config(config: TrainConfig, run_dir: str | os.PathLike) -> Path:
 
 
 def read_yaml_settings(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as error:
-        raise TrainConfigError(f"{path}: no such config file") from error
-    except yaml.YAMLError as error:
-        raise TrainConfigError(f"{path}: not valid YAML: {error}") from error
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise TrainConfigError(f"{path}: expected a mapping of option: value")
-    return data
+    """The option: value mapping of a training config file."""
+    return read_yaml_mapping(path, "config file", TrainConfigError)
 
 
 def merge_overrides(settings: dict[str, Any], overrides: dict[str, Any]) -> None:
