@@ -1,7 +1,13 @@
-"""Learning core (torch): networks, the MultimodalLatent agent and the replay buffer.
+"""Learning core (torch): ``algorithms/`` (agent base, LAPO, BC, configs, checkpoint file),
+``models/`` (networks, normalisation, deployable policy), ``data/`` (replay buffer, batches,
+training batches), ``training/`` (trainer, run config, run checkpoints, log, distributed),
+``compute.py`` (device, precision, optimiser, targets), ``export.py``, ``evaluation.py``.
+Within it, each layer imports only the ones before it (compute, data, models, algorithms,
+training, export, evaluation).
 
-Names are imported lazily so that ``from lapo_ros.lapo import MultimodalReplayBuffer``
-does not build networks, and tools that only need one part do not load the others.
+The public names below are imported lazily so that
+``from lapo_ros.lapo import MultimodalReplayBuffer`` does not build networks, and tools that
+only need one part do not load the others.
 """
 
 from importlib import import_module

@@ -30,6 +30,8 @@ class EvaluationError(ValueError):
 
 @dataclass
 class EpisodePrediction:
+    """The policy's actions over one recorded episode, beside the recorded ones."""
+
     name: str
     predicted: np.ndarray  # (T, A) robot units
     recorded: np.ndarray  # (T, A)
@@ -37,6 +39,8 @@ class EpisodePrediction:
 
 @dataclass
 class JointError:
+    """Per-joint action error over all evaluated steps (robot units)."""
+
     name: str
     mae: float
     rmse: float
@@ -123,6 +127,7 @@ def format_error_table(errors: list[JointError]) -> str:
 
 
 def write_error_csv(errors: list[JointError], path: Path) -> None:
+    """One row per joint, written atomically."""
     rows = [{"joint": e.name, "mae": e.mae, "rmse": e.rmse, "max_abs": e.max_abs,
              "recorded_std": e.recorded_std, "relative_rmse": e.relative_rmse} for e in errors]
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
@@ -166,6 +171,8 @@ def plot_episode(
 
 @dataclass
 class EvaluationReport:
+    """What ``training/evaluate.py`` prints and wrote."""
+
     errors: list[JointError]
     table: str
     episodes: list[str]

@@ -29,6 +29,8 @@ class ClosedLoopError(RuntimeError):
 
 @dataclass
 class ClosedLoopConfig:
+    """One closed-loop evaluation: which policy file, how many episodes, the sim and node."""
+
     model_path: Path
     episodes: int = 10
     seed: int = 10_000  # layout seed of the first episode; unseen by the demonstrations
@@ -40,6 +42,8 @@ class ClosedLoopConfig:
 
 @dataclass
 class ClosedLoopResult:
+    """Per-episode outcomes and the node's timing, as the sim and ``~/status`` saw them."""
+
     successes: list[bool]
     failures: list[bool]
     steps: list[int]

@@ -54,10 +54,12 @@ class AgentModules:
     """An agent's networks, normalisers and optimisers: subclasses declare the fields."""
 
     def networks(self) -> dict[str, nn.Module]:
+        """Every network, target and normaliser by field name (what the checkpoint holds)."""
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if isinstance(getattr(self, f.name), nn.Module)}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimiser by field name (checkpointed; DDP averages their gradients)."""
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if isinstance(getattr(self, f.name), torch.optim.Optimizer)}
 

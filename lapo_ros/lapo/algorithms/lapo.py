@@ -80,6 +80,8 @@ class CriticStep:
 
 @dataclass
 class Advantages:
+    """What ``advantages`` computed: LAPO's one-step advantage and the VAE weight."""
+
     advantage: torch.Tensor  # [B, 1]
     weight: torch.Tensor  # [B, 1], the VAE loss weight
 

@@ -36,6 +36,7 @@ class TrainingCheckpointError(ValueError):
 
 
 def agent_class(algo: str):
+    """The agent class of ``algo`` (``lapo`` or ``bc``), imported when first asked for."""
     module, name = AGENT_CLASSES[algo]
     return getattr(import_module(module), name)
 

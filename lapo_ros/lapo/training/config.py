@@ -144,6 +144,7 @@ def resume_config(run_dir: str | os.PathLike, overrides: dict[str, Any]) -> Trai
 
 
 def save_train_config(config: TrainConfig, run_dir: str | os.PathLike) -> Path:
+    """Write the resolved config to ``RUN_DIR/config.yaml`` (what ``--resume`` reads)."""
     path = Path(run_dir) / CONFIG_NAME
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

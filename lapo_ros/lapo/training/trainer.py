@@ -47,6 +47,8 @@ VAL_SEED = 7919
 
 @dataclass
 class TrainResult:
+    """Where a run got: its step, checkpoints and best validation score."""
+
     run_dir: Path
     step: int
     last_checkpoint: Path
@@ -131,6 +133,8 @@ class Trainer:
         return list(self.agent.modules.optimizers().values())
 
     def training_record(self) -> dict[str, Any]:
+        """What a checkpoint needs beyond the agent: the run's step, best score, config and
+        the identity of its training and held-out data (read by resume, export, evaluate)."""
         data = self.train_data
         return {
             "algo": self.config.algo,
@@ -173,6 +177,14 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def run(self) -> TrainResult:
+        """Train from ``self.step`` to ``config.steps`` on step-indexed batches.
+
+        Rank 0 writes the config, metrics (CSV + TensorBoard) every ``log_every`` steps,
+        validates every ``val_every`` steps (``best.pt`` when ``val/action_mse_normalized``
+        improves) and writes ``last.pt`` every ``checkpoint_every`` steps and at the end.
+        SIGINT/SIGTERM finish the current step, write ``last.pt`` and return with
+        ``interrupted`` set (a second signal stops at once); ``--resume`` continues there.
+        """
         config, main = self.config, self.context.is_main
         log = None
         if main:
