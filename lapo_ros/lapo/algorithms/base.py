@@ -15,6 +15,7 @@ agent saved with ``save()`` exports to a policy file without a training run arou
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
@@ -74,6 +75,11 @@ class AgentModules:
         networks = self.networks()
         return [(networks[name.removesuffix("_target")], module)
                 for name, module in networks.items() if name.endswith("_target")]
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
 
 
 def check_batch(owner: str, batch: TransitionBatch, image_size: int, joint_dim: int,
@@ -166,8 +172,9 @@ class OfflineAgent:
         return encoder
 
     def __getattr__(self, name: str) -> Any:
+        """``agent.<field>`` reads that field of ``agent.modules`` (the seed's attributes)."""
         modules = self.__dict__.get("modules")
-        if modules is not None and name in {f.name for f in fields(modules)}:
+        if modules is not None and name in _field_names(type(modules)):
             return getattr(modules, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
