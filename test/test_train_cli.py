@@ -359,6 +359,31 @@ def test_sigterm_finishes_the_step_writes_last_and_stops(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_process_group_stops_cleanly_with_loader_workers(tmp_path, dataset,
+                                                                         stop):
+    """``timeout``/systemd/SLURM signal the whole group, loader workers included."""
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [*TRAIN, "--data", str(dataset), "--steps", "100000", *TINY, "--val-every", "100000",
+         "--checkpoint-every", "100000", "--num-workers", "2", "--out", str(run_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO,
+        start_new_session=True,
+    )
+    metrics = run_dir / "metrics.csv"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) > 3):
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "no training steps within 120 s"
+        time.sleep(0.05)
+    os.killpg(process.pid, stop)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted at step" in stdout and "killed by signal" not in stderr
+    step = read_training_record(run_dir / "checkpoints" / "last.pt")["step"]
+    assert 3 <= step < 100000
+
+
 def test_the_shipped_config_runs_the_default_agent():
     """config/train.yaml spells out LAPOConfig's and BCConfig's defaults: the benchmarked
     default is what a user who trains with the shipped file gets."""

@@ -9,6 +9,7 @@ DataLoader hands them back in step order.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -50,6 +51,14 @@ class _StepStream(IterableDataset):
             yield tensors
 
 
+def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
+    """Workers ignore SIGINT and SIGTERM: a signal to the whole process group (Ctrl-C,
+    ``timeout``, systemd, SLURM) reaches the trainer, which finishes its step, writes its
+    checkpoint and then shuts the workers down; a worker killed by it would end the run."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def step_batches(
     buffer: MultimodalReplayBuffer,
     *,
@@ -73,6 +82,7 @@ def step_batches(
             yield raw_to_batch(RawBatch(**tensors), device, sampler.layout)
         return
     loader = DataLoader(stream, batch_size=None, num_workers=num_workers, pin_memory=pinned,
-                        prefetch_factor=PREFETCH_FACTOR, in_order=True)
+                        prefetch_factor=PREFETCH_FACTOR, in_order=True,
+                        worker_init_fn=_leave_stop_signals_to_the_trainer)
     for tensors in loader:
         yield raw_to_batch(RawBatch(**tensors), device, sampler.layout, non_blocking=pinned)
