@@ -22,7 +22,6 @@ from lapo_ros.bags.config import (
     RewardConfig,
     config_from_dict,
     load_config,
-    load_labels,
 )
 from lapo_ros.bags.convert import convert_bags, main
 from lapo_ros.bags.reading import FrameCache, bag_name
@@ -37,6 +36,7 @@ from lapo_ros.bags.writing import (
 )
 from lapo_ros.common.images import CAMERA_ORDER, resize_rgb
 from lapo_ros.dataset.episodes import read_file
+from lapo_ros.dataset.labels import load_labels
 from lapo_ros.dataset.layout import IMAGE_KEYS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -598,10 +598,10 @@ def test_default_config_file_loads_and_labels_format(tmp_path):
     config.validate()
     assert config_from_dict(config.to_dict()).to_dict() == config.to_dict()
     (tmp_path / "l.yaml").write_text("ep1: true\nep2: false\n")
-    assert load_labels(tmp_path / "l.yaml") == {"ep1": True, "ep2": False}
+    assert load_labels(tmp_path / "l.yaml", ConfigError) == {"ep1": True, "ep2": False}
     (tmp_path / "bad.yaml").write_text("ep1: maybe\n")
     with pytest.raises(ConfigError, match="label of 'ep1' must be true or false"):
-        load_labels(tmp_path / "bad.yaml")
+        load_labels(tmp_path / "bad.yaml", ConfigError)
 
 
 def test_workers_and_frame_cache_do_not_change_output(tmp_path):

@@ -13,6 +13,7 @@ from hdf5_test_data import (
     write_seed_file,
 )
 
+from lapo_ros.dataset.aloha import aloha_layout
 from lapo_ros.dataset.episodes import (
     AlohaLayout,
     DatasetReadError,
@@ -113,7 +114,8 @@ def test_aloha_folder_with_camera_mapping_in_natural_order(tmp_path):
     (tmp_path / "notes.txt").write_text("not data")
     files = expand_paths(tmp_path)
     assert [f.name for f in files] == ["episode_1.hdf5", "episode_2.hdf5", "episode_10.hdf5"]
-    sources = load_sources(tmp_path, aloha=AlohaLayout(cameras=CAMERAS, success_reward=2.0))
+    sources = load_sources(tmp_path, aloha=AlohaLayout(cameras=CAMERAS, success_reward=2.0,
+                                                       assume_success=True))
     assert [s.layout for s in sources] == ["aloha"] * 3
     assert [s.num_frames for s in sources] == [4, 3, 2]
     assert all(s.episode_terminal.tolist() == [True] for s in sources)
@@ -123,14 +125,62 @@ def test_aloha_folder_with_camera_mapping_in_natural_order(tmp_path):
     assert np.array_equal(sources[2].joint, episodes[1].joint)
 
 
-def test_aloha_missing_camera_names_the_mapping(tmp_path):
+@pytest.mark.parametrize("cameras", [
+    {"left": "left_wrist", "right": "right_wrist", "global": "top"},  # ACT sim, gym-aloha
+    {"left": "cam_left_wrist", "right": "cam_right_wrist", "global": "cam_high"},  # real
+])
+def test_aloha_cameras_joint_names_and_rate_are_detected(tmp_path, cameras):
     path = tmp_path / "episode_0.hdf5"
-    write_aloha_file(path, coded_episodes([3], [True])[0], CAMERAS)
-    report = read_file(path)  # default mapping expects left_wrist/right_wrist
+    episode = coded_episodes([3], [True])[0]
+    episode.joint, episode.action = episode.joint[:, :14], episode.action[:, :14]  # ALOHA's 14
+    write_aloha_file(path, episode, cameras, success=True)
+    with h5py.File(path, "a") as h5:  # real ALOHA's fourth camera is not used
+        h5["observations/images/cam_low"] = episode.global_image
+    source = read_file(path).source
+    assert {c: s.key for c, s in source.images.items()} == {
+        c: f"observations/images/{n}" for c, n in cameras.items()}
+    assert source.joint_names[:2] == ["left_arm_waist", "left_arm_shoulder"]
+    assert source.joint_names[6] == "left_arm_gripper" and len(source.joint_names) == 14
+    assert source.rate_hz == 50.0
+    assert read_file(path, aloha=AlohaLayout(rate_hz=25.0)).source.rate_hz == 25.0
+
+
+def test_aloha_unknown_camera_names_are_listed_with_the_option(tmp_path):
+    path = tmp_path / "episode_0.hdf5"
+    write_aloha_file(path, coded_episodes([3], [True])[0], {"left": "a", "right": "b",
+                                                            "global": "c"}, success=True)
+    report = read_file(path)
     assert report.source is None
     message = "\n".join(report.errors)
-    assert "observations/images/left_wrist" in message and "cam_left_wrist" in message
-    assert str(path) in message
+    assert str(path) in message and "['a', 'b', 'c']" in message
+    assert "--aloha-cameras left=NAME,right=NAME,global=NAME" in message
+    assert "cam_left_wrist" in message and "top" in message  # the known namings
+    mapped = read_file(path, aloha=AlohaLayout(cameras={"left": "b", "right": "a",
+                                                        "global": "c"}))
+    assert mapped.source.images["left"].key == "observations/images/b"
+    wrong = read_file(path, aloha=AlohaLayout(cameras={"left": "x", "right": "a",
+                                                       "global": "c"}))
+    assert "no camera ['x']" in "\n".join(wrong.errors)
+
+
+def test_aloha_success_comes_from_labels_then_attribute_else_training_refuses(tmp_path):
+    episodes = coded_episodes([3, 3, 3], [True] * 3)
+    for index, success in enumerate([None, False, None]):
+        write_aloha_file(tmp_path / f"ep_{index}.hdf5", episodes[index], CAMERAS, success)
+    report = read_file(tmp_path / "ep_0.hdf5")
+    assert report.unlabelled and report.source is not None and not report.errors
+    assert any("NO SUCCESS LABEL" in w for w in report.warnings)
+    with pytest.raises(DatasetReadError, match=r"2 ALOHA episode file\(s\) say nothing of "
+                                               r"success .*ep_0.hdf5, .*ep_2.hdf5"):
+        load_sources(tmp_path)
+    assert len(load_sources(tmp_path, require_labels=False)) == 3  # evaluation needs none
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("ep_0: true\nep_1: true\nep_2: false\n")  # a label beats the attribute
+    layout = aloha_layout(labels_file=str(labels))
+    rewards = [s.reward[-1] for s in load_sources(tmp_path, aloha=layout)]
+    assert rewards == [1.0, 1.0, 0.0]
+    assumed = load_sources(tmp_path, aloha=aloha_layout(assume_success=True))
+    assert [s.reward[-1] for s in assumed] == [1.0, 0.0, 1.0]  # the attribute still counts
 
 
 def test_several_files_and_folders_combine(tmp_path, canonical):

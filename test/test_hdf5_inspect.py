@@ -103,13 +103,21 @@ def test_seed_and_aloha_layouts_with_camera_option(tmp_path, capsys):
     )
     cameras = {"left": "a", "right": "b", "global": "c"}
     write_aloha_file(tmp_path / "episode_0.hdf5", coded_episodes([4], [True])[0], cameras)
-    assert main(["inspect", str(tmp_path), "--aloha-cameras", "left=a,right=b,global=c"]) == 0
+    mapping = ["--aloha-cameras", "left=a,right=b,global=c"]
+    assert main(["inspect", str(tmp_path), *mapping]) == 1  # no success label: cannot train
+    out = capsys.readouterr().out
+    assert "NO SUCCESS LABEL" in out and "cannot train until 1 episode(s) are labelled" in out
+    assert main(["inspect", str(tmp_path), *mapping, "--assume-success"]) == 0
     out = capsys.readouterr().out
     assert "[seed]" in out and "[aloha]" in out
     assert "/observations/images/c 16x16 HWC" in out
     assert "WARNING" in out and "timed-out episode" in out
-    assert main(["inspect", str(tmp_path)]) == 1  # default mapping: cameras not found
-    assert "missing key /observations/images/left_wrist" in capsys.readouterr().out
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("episode_0: false\n")
+    assert main(["inspect", str(tmp_path), *mapping, "--labels", str(labels)]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path)]) == 1  # cameras a, b, c: not a known naming
+    assert "not a known ALOHA naming" in capsys.readouterr().out
 
 
 def test_usage_errors(tmp_path, capsys):

@@ -107,7 +107,8 @@ def test_seed_and_aloha_files_sample_consistently(tmp_path, chw):
     write_seed_file(tmp_path / "seed.hdf5", episodes[:2], chw=chw, two_d=True, compression="lzf")
     cameras = {"left": "l", "right": "r", "global": "g"}
     write_aloha_file(tmp_path / "episode_7.hdf5", episodes[2], cameras)
-    buffer = MultimodalReplayBuffer(image_size=16, aloha=AlohaLayout(cameras=cameras))
+    buffer = MultimodalReplayBuffer(image_size=16, aloha=AlohaLayout(cameras=cameras,
+                                                                     assume_success=True))
     assert buffer.load_from_hdf5([tmp_path / "seed.hdf5", tmp_path / "episode_7.hdf5"]) == 3
     assert buffer.num_transitions == 4 + 2 + 5
     seen = _all_transitions(buffer)

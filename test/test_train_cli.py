@@ -384,6 +384,32 @@ def test_a_signal_to_the_process_group_stops_cleanly_with_loader_workers(tmp_pat
     assert 3 <= step < 100000
 
 
+def test_act_episode_files_train_once_labelled_and_export_alohas_names_and_rate(tmp_path,
+                                                                               capsys):
+    from hdf5_test_data import coded_episodes, write_aloha_file
+
+    from lapo_ros.dataset.aloha import JOINT_NAMES
+
+    folder = tmp_path / "act"
+    folder.mkdir()
+    cameras = {"left": "left_wrist", "right": "right_wrist", "global": "top"}  # ACT's sim
+    for index, episode in enumerate(coded_episodes([6, 5, 6], [True] * 3)):
+        episode.joint, episode.action = episode.joint[:, :14], episode.action[:, :14]
+        write_aloha_file(folder / f"episode_{index}.hdf5", episode, cameras)
+    options = ["--data", str(folder), "--steps", "2", *TINY, "--num-workers", "0"]
+    assert _main(*options, "--out", str(tmp_path / "refused")) == 2
+    assert "3 ALOHA episode file(s) say nothing of success" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("episode_0: true\nepisode_1: false\nepisode_2: true\n")
+    assert _main(*options, "--labels", str(labels), "--out", str(tmp_path / "run")) == 0
+    policy = tmp_path / "policy.onnx"
+    metadata = export_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", policy)
+    assert metadata.joint_names == JOINT_NAMES and metadata.rate_hz == 50.0
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["labels"] == str(labels) and saved["assume_success"] is False
+
+
 def test_the_shipped_config_runs_the_default_agent():
     """config/train.yaml spells out LAPOConfig's and BCConfig's defaults: the benchmarked
     default is what a user who trains with the shipped file gets."""

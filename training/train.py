@@ -20,6 +20,7 @@ try:
 except ImportError:  # a source checkout without `pip install`: use the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lapo_ros.dataset.aloha import add_aloha_options
 from lapo_ros.dataset.episodes import DatasetReadError
 from lapo_ros.lapo.algorithms.checkpoint import CheckpointError
 from lapo_ros.lapo.models.networks import PretrainedWeightsError
@@ -58,6 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="bfloat16 autocast on CUDA (autocast_dtype of the agent)")
     parser.add_argument("--channels-last", action="store_true",
                         help="NHWC convolutions, faster on recent GPUs (the agent's channels_last)")
+    add_aloha_options(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue RUN_DIR from checkpoints/last.pt with its saved config")
     return parser.parse_args(argv)
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         "image_size": args.image_size, "device": args.device, "algo": args.algo,
         "seed": args.seed, "num_workers": args.num_workers, "val_every": args.val_every,
         "checkpoint_every": args.checkpoint_every, "log_every": args.log_every,
+        "aloha_cameras": args.aloha_cameras, "labels": args.labels,
+        "assume_success": args.assume_success,
     }
     compute = {**({"autocast_dtype": "bfloat16"} if args.bf16 else {}),
                **({"channels_last": True} if args.channels_last else {})}

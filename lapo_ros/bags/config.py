@@ -1,18 +1,12 @@
 """Configuration of ``bag_to_hdf5``: dataclasses and YAML loading (config/bag_to_hdf5.yaml).
 
-Labels file (``reward.labels_file``, ``--labels``): a YAML mapping from bag name (the bag
-folder's name, or a single bag file's name without suffix) to ``true`` (success) or
-``false`` (failure), e.g.::
-
-    pick_001: true
-    pick_002: false
+Labels file (``reward.labels_file``, ``--labels``): see ``lapo_ros.dataset.labels``.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from rosbags.typesys import Stores
@@ -175,15 +169,3 @@ def load_config(
         return BagConversionConfig()
     data = read_yaml_mapping(path, "config file", ConfigError)
     return config_from_dict(data, os.fspath(path), validate=validate)
-
-
-def load_labels(path: str | os.PathLike) -> dict[str, bool]:
-    """Read a labels file: YAML mapping bag name -> true/false."""
-    path = Path(path)
-    data = read_yaml_mapping(path, "labels file (bag name -> true/false)", ConfigError)
-    labels = {}
-    for name, value in data.items():
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: label of {name!r} must be true or false, got {value!r}")
-        labels[str(name)] = value
-    return labels

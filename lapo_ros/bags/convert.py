@@ -26,7 +26,6 @@ from lapo_ros.bags.config import (
     BagConversionConfig,
     ConfigError,
     load_config,
-    load_labels,
 )
 from lapo_ros.bags.reading import (
     BagReadError,
@@ -40,6 +39,7 @@ from lapo_ros.bags.reading import (
 )
 from lapo_ros.bags.time_alignment import Alignment, AlignmentError, align_streams
 from lapo_ros.bags.writing import typestore_for
+from lapo_ros.dataset.labels import load_labels
 from lapo_ros.dataset.layout import (
     DatasetWriteError,
     Episode,
@@ -302,7 +302,7 @@ def convert_bags(
     config.validate()
     labels = None
     if config.reward.source == "labels":
-        labels = load_labels(config.reward.labels_file)
+        labels = load_labels(config.reward.labels_file, ConfigError)
     totals = [check_bag(bag, config) for bag in bags]  # fail fast on missing topics
     file_joint_names = existing_joint_names(output) if append else []  # fail fast
     joint_names = config.joint_names or file_joint_names

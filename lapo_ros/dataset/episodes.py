@@ -7,7 +7,8 @@ Layouts (detected per file from its keys):
   after each true ``/terminals`` step (and after each true ``/timeouts`` step, if that key
   exists, as a non-terminal end); rewards/terminals may be (N,) or (N,1); images HWC or CHW.
 - ``aloha``: one episode per file, ``/observations/qpos``, ``/observations/images/<cam>``,
-  ``/action``, read through ``AlohaLayout``'s camera-name mapping.
+  ``/action`` (ACT's and the ALOHA recorders'), read through ``AlohaLayout`` (``aloha.py``:
+  camera names, joint names, rate, success labels).
 
 Low-dimensional data (joints, actions, rewards) is read into RAM; images stay on disk and
 are described by ``ImageStream`` (a byte offset per frame where the file allows memmap
@@ -28,6 +29,8 @@ import h5py
 import numpy as np
 
 from lapo_ros.common.images import CAMERA_ORDER
+from lapo_ros.dataset.aloha import JOINT_NAMES as ALOHA_JOINT_NAMES
+from lapo_ros.dataset.aloha import AlohaLayout
 from lapo_ros.dataset.layout import (
     ACTION_KEY,
     EPISODE_ENDS_KEY,
@@ -35,6 +38,7 @@ from lapo_ros.dataset.layout import (
     JOINT_KEY,
     REWARD_KEY,
     TERMINAL_KEY,
+    DatasetReadError,
 )
 
 HDF5_SUFFIXES = (".hdf5", ".h5", ".hdf")
@@ -42,40 +46,6 @@ TIMEOUT_KEY = "timeouts"
 # What h5py raises for a damaged file: a corrupt object header, a dangling link, a chunk
 # that cannot be read
 H5_ERRORS = (OSError, RuntimeError, KeyError)
-
-
-class DatasetReadError(ValueError):
-    """A dataset that cannot be read or trained on; the message names the file and key."""
-
-
-@dataclass
-class AlohaLayout:
-    """Where an ALOHA-style per-episode file keeps its data, and how to score it.
-
-    ALOHA files carry no reward: unless ``reward_key`` exists, an episode gets 0 reward per
-    step and ``success_reward`` on its last step when it succeeded (file attribute
-    ``success_attr``, or ``assume_success`` when the attribute is absent). Every ALOHA
-    episode ends in a terminal state (the task was finished or abandoned).
-    """
-
-    cameras: dict[str, str] = field(
-        default_factory=lambda: {"left": "left_wrist", "right": "right_wrist",
-                                 "global": "cam_high"}
-    )
-    joint_key: str = "observations/qpos"
-    action_key: str = "action"
-    image_group: str = "observations/images"
-    reward_key: str = "reward"
-    success_attr: str = "success"
-    assume_success: bool = True
-    success_reward: float = 1.0
-
-    def __post_init__(self) -> None:
-        if set(self.cameras) != set(CAMERA_ORDER):
-            raise DatasetReadError(
-                f"AlohaLayout.cameras must map exactly {list(CAMERA_ORDER)} to camera "
-                f"names in the file, got {sorted(self.cameras)}"
-            )
 
 
 @dataclass
@@ -153,6 +123,7 @@ class FileReport:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     structure: list[str] = field(default_factory=list)  # "/key shape dtype [storage]"
+    unlabelled: bool = False  # an ALOHA episode without success label (scored a failure)
 
 
 def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
@@ -186,15 +157,33 @@ def load_sources(
     *,
     aloha: AlohaLayout | None = None,
     images_in_memory: bool = False,
+    require_labels: bool = True,
 ) -> list[EpisodeSource]:
-    """Read every file named by ``paths``; raise DatasetReadError listing all problems."""
-    sources = []
+    """Read every file named by ``paths``; raise DatasetReadError listing all problems.
+
+    ``require_labels``: ALOHA episodes without a success label are refused (what training
+    needs; evaluation of actions does without).
+    """
+    sources, unlabelled = [], []
     for path in expand_paths(paths):
         report = read_file(path, aloha=aloha, images_in_memory=images_in_memory)
         if report.errors:
             raise DatasetReadError("\n".join(report.errors))
+        if report.unlabelled:
+            unlabelled.append(report.path)
         sources.append(report.source)
+    if require_labels and unlabelled:
+        raise DatasetReadError(unlabelled_message(unlabelled))
     return sources
+
+
+def unlabelled_message(paths: Sequence[Path]) -> str:
+    """Why episodes without success labels cannot train, and the three ways to label them."""
+    shown = ", ".join(str(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
+    return (f"{len(paths)} ALOHA episode file(s) say nothing of success ({shown}): give a "
+            f"labels file (file stem: true/false; --labels, labels in config), a boolean "
+            f"'success' attribute per file, or say every episode succeeded "
+            f"(--assume-success, assume_success in config)")
 
 
 def read_file(
@@ -310,20 +299,12 @@ class _FileReader:
         layout = self.aloha
         joint = self._lowdim(layout.joint_key, 2)
         action = self._lowdim(layout.action_key, 2)
-        images = {}
-        for cam in CAMERA_ORDER:
-            key = f"{layout.image_group}/{layout.cameras[cam]}"
-            if not self.has(key) and self.has(layout.image_group):
-                present = sorted(self.h5[layout.image_group].keys())
-                self.error(
-                    f"missing key /{key} for the {cam!r} camera (AlohaLayout.cameras maps "
-                    f"{cam!r} -> {layout.cameras[cam]!r}); cameras in the file: {present}"
-                )
-                images[cam] = None
-            else:
-                images[cam] = self._image_stream(key)
+        cameras = self._aloha_cameras()
+        images = {cam: self._image_stream(f"{layout.image_group}/{name}")
+                  for cam, name in (cameras or {}).items()}
         reward = self._lowdim(layout.reward_key, 1) if self.has(layout.reward_key) else None
-        if joint is None or action is None or any(s is None for s in images.values()):
+        if joint is None or action is None or cameras is None or \
+                any(s is None for s in images.values()):
             return
         fields = {layout.joint_key: joint, layout.action_key: action,
                   **{s.key: s for s in images.values()}}
@@ -332,14 +313,42 @@ class _FileReader:
         length = self._common_length(fields)
         if length is None:
             return
-        success = self._flag_attr(layout.success_attr, layout.assume_success)
-        if success is None:
+        success = self._aloha_success()
+        if success is None and self.report.errors:
             return
         if reward is None:
             reward = np.zeros(length, dtype=np.float32)
             reward[-1] = layout.success_reward if success else 0.0
         ends = np.array([length], dtype=np.int64)
         self._finish(joint, action, reward, ends, np.array([True]), images)
+
+    def _aloha_cameras(self) -> dict[str, str] | None:
+        group = self.aloha.image_group
+        if not self.has(group):
+            self.error(f"missing key /{group}")
+            return None
+        try:
+            return self.aloha.camera_names(self.h5[group].keys())
+        except (DatasetReadError, *H5_ERRORS) as error:
+            self.error(str(error))
+            return None
+
+    def _aloha_success(self) -> bool | None:
+        """The episode's outcome: its label, its attribute, or ``assume_success``; None (and
+        ``report.unlabelled``) when nothing says."""
+        layout = self.aloha
+        stem = self.report.path.stem
+        if stem in layout.labels:
+            return layout.labels[stem]
+        if layout.success_attr in self.h5.attrs:
+            return self._flag_attr(layout.success_attr, False)
+        if layout.assume_success:
+            return True
+        self.report.unlabelled = True
+        self.report.warnings.append(
+            f"{self.where}: NO SUCCESS LABEL: the episode would be scored a failure; "
+            "training refuses it until labelled")
+        return None
 
     # ---- pieces --------------------------------------------------------------------------
 
@@ -548,11 +557,17 @@ class _FileReader:
         )
 
     def _attrs(self, joint_dim: int) -> tuple[list[str] | None, float | None]:
+        """Joint names and rate from the file's attributes; for ALOHA files, where the
+        recorders write neither, the layout's (ALOHA's names for 14 joints, 50 Hz)."""
         names = self._joint_names_attr()
-        if names is not None and len(names) != joint_dim:
-            self.error(f"attribute joint_names has {len(names)} names, joints have {joint_dim}")
-            names = None
         rate = self.h5.attrs.get("rate_hz")
+        if self.report.layout == "aloha":
+            names = names or self.aloha.joint_names or (
+                list(ALOHA_JOINT_NAMES) if joint_dim == len(ALOHA_JOINT_NAMES) else None)
+            rate = self.aloha.rate_hz if rate is None else rate
+        if names is not None and len(names) != joint_dim:
+            self.error(f"joint_names has {len(names)} names, joints have {joint_dim}")
+            names = None
         if rate is not None and not _is_positive_number(rate):
             self.error(f"attribute rate_hz must be a positive number, got {rate!r}")
             rate = None

@@ -15,14 +15,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from lapo_ros.common.images import CAMERA_ORDER
+from lapo_ros.dataset.aloha import AlohaLayout, add_aloha_options, aloha_layout
 from lapo_ros.dataset.episodes import (
-    AlohaLayout,
     DatasetReadError,
     EpisodeSource,
     FileReport,
     compatibility_problems,
     expand_paths,
     read_file,
+    unlabelled_message,
 )
 
 MAX_LISTED_EPISODES = 20
@@ -33,14 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     inspect = commands.add_parser("inspect", help="structure, episodes, ranges and problems")
     inspect.add_argument("paths", nargs="+", help="HDF5 files or folders of episode files")
-    inspect.add_argument(
-        "--aloha-cameras", default=None, metavar="left=NAME,right=NAME,global=NAME",
-        help="camera names under /observations/images in ALOHA-style files "
-             "(default left=left_wrist,right=right_wrist,global=cam_high)",
-    )
+    add_aloha_options(inspect)
     args = parser.parse_args(argv)
     try:
-        aloha = _aloha_layout(args.aloha_cameras)
+        aloha = aloha_layout(args.aloha_cameras, args.labels, bool(args.assume_success))
         files = expand_paths(args.paths)
     except DatasetReadError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -77,9 +74,16 @@ def inspect_files(files, aloha: AlohaLayout) -> int:
         print(f"  WARNING {line}")
     for line in errors:
         print(f"  ERROR {line}")
-    can_train = not errors and transitions > 0
-    print("result: the data can train" if can_train else
-          f"result: the data cannot train ({len(errors)} error(s))")
+    unlabelled = [r.path for r in reports if r.unlabelled and r.source is not None]
+    if unlabelled:
+        print(f"  WARNING {unlabelled_message(unlabelled)}")
+    can_train = not errors and transitions > 0 and not unlabelled
+    if can_train:
+        print("result: the data can train")
+    elif unlabelled and not errors:
+        print(f"result: the data cannot train until {len(unlabelled)} episode(s) are labelled")
+    else:
+        print(f"result: the data cannot train ({len(errors)} error(s))")
     return 0 if can_train else 1
 
 
@@ -125,18 +129,6 @@ def _print_ranges(sources: list[EpisodeSource]) -> None:
             print(f"  {label}[{dim}]{name}: {column.min():.4g} / {column.mean():.4g} / "
                   f"{column.max():.4g}{flat}")
     print(f"  reward: {reward.min():.4g} / {reward.mean():.4g} / {reward.max():.4g}")
-
-
-def _aloha_layout(spec: str | None) -> AlohaLayout:
-    if spec is None:
-        return AlohaLayout()
-    cameras = {}
-    for item in spec.split(","):
-        camera, sep, name = item.partition("=")
-        if not sep or not name:
-            raise DatasetReadError(f"--aloha-cameras: expected CAMERA=NAME, got {item!r}")
-        cameras[camera.strip()] = name.strip()
-    return AlohaLayout(cameras=cameras)
 
 
 if __name__ == "__main__":

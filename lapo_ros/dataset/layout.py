@@ -44,6 +44,10 @@ TERMINAL_KEY = "terminals"
 EPISODE_ENDS_KEY = "episode_ends"
 
 
+class DatasetReadError(ValueError):
+    """A dataset that cannot be read or trained on; the message names the file and key."""
+
+
 class DatasetWriteError(ValueError):
     """Episodes that cannot be written as given; the message names the episode and key."""
 

@@ -19,6 +19,7 @@ import numpy as np
 from lapo_ros.common.files import atomic_path
 from lapo_ros.common.images import resize_rgb
 from lapo_ros.common.policy_file import PolicyMetadata
+from lapo_ros.dataset.aloha import AlohaLayout
 from lapo_ros.dataset.layout import Episode
 
 PolicyRunner = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -187,17 +188,19 @@ def evaluate_policy_file(
     episodes: list[int] | None = None,
     plots: int = 1,
     batch_size: int = 64,
+    aloha: AlohaLayout | None = None,
 ) -> EvaluationReport:
     """Run ``policy_path`` over recorded episodes; write errors.csv, errors.md and PNGs.
 
-    Outputs are written only after every episode was evaluated.
+    Outputs are written only after every episode was evaluated. ALOHA/ACT files need no
+    success labels here (only actions are compared).
     """
     from lapo_ros.dataset.episodes import load_sources
     from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer
     from lapo_ros.lapo.export import load_policy_runner, read_policy_metadata
 
     metadata = read_policy_metadata(policy_path)
-    sources = load_sources(data)
+    sources = load_sources(data, aloha=aloha, require_labels=False)
     for source in sources:
         for what, found, wanted in (("joints", source.joint.shape[1], metadata.joint_dim),
                                     ("actions", source.action.shape[1], metadata.action_dim)):

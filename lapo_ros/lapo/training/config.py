@@ -58,6 +58,11 @@ class TrainConfig:
     val_batches: int = 16
     checkpoint_every: int = 1000
     log_every: int = 50
+    # ALOHA/ACT episode files (lapo_ros.dataset.aloha): camera names when not detected,
+    # success labels (file stem -> true/false), or every unlabelled episode succeeded
+    aloha_cameras: str | None = None  # left=NAME,right=NAME,global=NAME
+    labels: str | None = None  # labels YAML
+    assume_success: bool = False
     agent: dict[str, Any] = field(default_factory=dict)  # LAPOConfig overrides (algo: lapo)
     bc: dict[str, Any] = field(default_factory=dict)  # BCConfig overrides (algo: bc)
 

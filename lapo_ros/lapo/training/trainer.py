@@ -26,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 import lapo_ros
+from lapo_ros.dataset.aloha import aloha_layout
 from lapo_ros.dataset.episodes import load_sources
 from lapo_ros.lapo.compute import DeviceError, resolve_device
 from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer, raw_to_batch
@@ -72,7 +73,8 @@ def training_device(name: str, context: distributed.DistributedContext) -> torch
 def load_data(config: TrainConfig, device: torch.device
               ) -> tuple[MultimodalReplayBuffer, MultimodalReplayBuffer]:
     """(train, validation) buffers over disjoint episodes of ``config.data``."""
-    sources = load_sources(config.data)
+    aloha = aloha_layout(config.aloha_cameras, config.labels, config.assume_success)
+    sources = load_sources(config.data, aloha=aloha)
     buffer = MultimodalReplayBuffer(
         action_dim=int(sources[0].action.shape[1]), joint_dim=int(sources[0].joint.shape[1]),
         device=device, image_size=config.image_size, seed=config.seed,
