@@ -130,3 +130,25 @@ def test_yaml_loads_into_the_node_through_params_file(ros_context, tmp_path):
         assert not node.get_parameter("image_size").value  # checked only when set
     finally:
         node.destroy_node()
+
+
+def test_aloha_config_loads_into_the_node_for_an_aloha_policy(ros_context, tmp_path):
+    from lapo_ros.dataset.aloha import JOINT_NAMES
+
+    aloha_config = ROOT / "config" / "aloha_policy.yaml"
+    metadata = make_metadata(joint_dim=14, action_dim=14)
+    metadata.joint_names, metadata.rate_hz = list(JOINT_NAMES), 50.0
+    policy = write_onnx_policy(tmp_path / "aloha.onnx", metadata)
+    node = PolicyNode(
+        context=ros_context,
+        cli_args=["--ros-args", "--params-file", str(aloha_config)],
+        parameter_overrides=[Parameter("model_path", value=str(policy))],
+    )
+    try:
+        expected = yaml.safe_load(aloha_config.read_text())["/**"]["ros__parameters"]
+        assert set(expected) <= {item.name for item in fields(PolicyNodeParameters)}
+        for name, value in expected.items():
+            assert node.get_parameter(name).value == value, name
+        assert len(expected["joint_lower_limits"]) == len(JOINT_NAMES) == 14
+    finally:
+        node.destroy_node()
