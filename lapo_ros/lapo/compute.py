@@ -51,6 +51,22 @@ def memory_layout(image: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return image.contiguous(memory_format=torch.channels_last) if channels_last else image
 
 
+def encoder_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, encoder: nn.Module,
+                 head: nn.Module, max_grad_norm: float | None) -> torch.Tensor:
+    """One step of ``optimizer`` (which holds ``encoder`` and ``head``) on ``loss``, the
+    gradient norm of both clipped to ``max_grad_norm`` when set; returns the encoder's
+    gradient norm before clipping (a diagnostic of what reaches the images)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    encoder_grad_norm = torch.nn.utils.get_total_norm(
+        [p.grad for p in encoder.parameters() if p.grad is not None])
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_([*head.parameters(), *encoder.parameters()],
+                                       max_grad_norm)
+    optimizer.step()
+    return encoder_grad_norm.detach()
+
+
 def frozen_copy(module: nn.Module) -> nn.Module:
     """A target network: a deep copy in eval mode that takes no gradients."""
     target = copy.deepcopy(module)

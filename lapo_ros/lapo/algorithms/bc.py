@@ -25,7 +25,7 @@ from lapo_ros.lapo.algorithms.base import (
     check_batch,
 )
 from lapo_ros.lapo.algorithms.config import BCConfig
-from lapo_ros.lapo.compute import adam, autocast, memory_layout
+from lapo_ros.lapo.compute import adam, autocast, encoder_step, memory_layout
 from lapo_ros.lapo.data.batch import DatasetStatistics, TransitionBatch
 from lapo_ros.lapo.models.networks import ImageJointEncoder, mlp
 from lapo_ros.lapo.models.normalization import ActionScaler, JointNormalizer
@@ -104,19 +104,10 @@ class BehaviorCloning(OfflineAgent):
                                        self.joint_normalizer(batch.joint.float()))
             prediction = self.policy_head(feature).float()
         loss = F.mse_loss(prediction, target)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        encoder_grad_norm = torch.nn.utils.get_total_norm(
-            [p.grad for p in self.obs_encoder.parameters() if p.grad is not None]
-        )
-        if self.config.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(
-                [*self.obs_encoder.parameters(), *self.policy_head.parameters()],
-                self.config.max_grad_norm,
-            )
-        self.optimizer.step()
+        encoder_grad_norm = encoder_step(self.optimizer, loss, self.obs_encoder,
+                                         self.policy_head, self.config.max_grad_norm)
         self.total_it += 1
-        return {"bc_loss": loss.detach(), "encoder_grad_norm": encoder_grad_norm.detach()}
+        return {"bc_loss": loss.detach(), "encoder_grad_norm": encoder_grad_norm}
 
     def _arguments(self) -> dict[str, Any]:
         return {"action_dim": self.action_dim, "max_action": self.max_action}

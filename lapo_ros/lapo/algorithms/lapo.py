@@ -44,7 +44,14 @@ from lapo_ros.lapo.algorithms.base import (
     check_batch,
 )
 from lapo_ros.lapo.algorithms.config import LAPOConfig
-from lapo_ros.lapo.compute import adam, autocast, frozen_copy, memory_layout, polyak_update
+from lapo_ros.lapo.compute import (
+    adam,
+    autocast,
+    encoder_step,
+    frozen_copy,
+    memory_layout,
+    polyak_update,
+)
 from lapo_ros.lapo.data.batch import DatasetStatistics, TransitionBatch
 from lapo_ros.lapo.models.networks import Actor, ActorVAE, Critic, ImageJointEncoder
 from lapo_ros.lapo.models.normalization import ActionScaler, JointNormalizer
@@ -253,22 +260,13 @@ class MultimodalLatent(OfflineAgent):
                 predicted = self.critic.predict_action(feature).float()
             losses["encoder_action_loss"] = F.mse_loss(predicted, x.action)
             loss = loss + self.config.encoder_action_weight * losses["encoder_action_loss"]
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        encoder_grad_norm = torch.nn.utils.get_total_norm(
-            [p.grad for p in self.obs_encoder.parameters() if p.grad is not None]
-        )
-        if self.config.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(
-                [*self.critic.parameters(), *self.obs_encoder.parameters()],
-                self.config.max_grad_norm,
-            )
-        self.critic_optimizer.step()
+        encoder_grad_norm = encoder_step(self.critic_optimizer, loss, self.obs_encoder,
+                                         self.critic, self.config.max_grad_norm)
         return CriticStep(
             feature=feature.detach(), next_feature=next_feature, target_q=target_q,
             target_v=target_v, q1=q1.detach().float(), v=v.detach().float(),
             losses={k: value.detach() for k, value in losses.items()},
-            encoder_grad_norm=encoder_grad_norm.detach(),
+            encoder_grad_norm=encoder_grad_norm,
         )
 
     @torch.no_grad()
