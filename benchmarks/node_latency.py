@@ -8,7 +8,10 @@ Baseline: the same runtime called in a loop on the same inputs (model only).
 
 Compared placements of image conversion (decode + resize to the model size):
 ``callback`` (what policy_node does: convert on arrival, the tick only stacks) and
-``tick`` (store raw messages, convert all three in the tick).
+``tick`` (store raw messages, convert all three in the tick); and the two triggers of
+policy_node: ``timer`` (a tick every 1/rate, the default) and ``inputs`` (a run as soon as
+every camera and joint_states has a new message, at most ``rate``), whose input->publish
+latency is the point of comparison.
 
     python benchmarks/node_latency.py [--quick] [--out FILE.md] [--model policy.onnx]
 """
@@ -182,6 +185,7 @@ def run_node(
     domain: str,
     camera_size: tuple[int, int],
     threads: int = 1,
+    trigger: str = "timer",
 ) -> TickLog:
     import rclpy
     from rclpy.context import Context
@@ -210,6 +214,7 @@ def run_node(
         "max_sensor_age": 0.5,
         "max_sensor_skew": 0.5,
         "skip_log_period": 60.0,
+        "trigger": trigger,
     }
     recorder = instrumented(node_class)
     recorder.log = TickLog()
@@ -282,6 +287,8 @@ def main() -> None:
             "convert in callback, 1 thread (policy_node)": run_node(PolicyNode, **run),
             "convert in callback, 2 threads": run_node(PolicyNode, threads=2, **run),
             "convert at tick, 1 thread": run_node(convert_at_tick_node(), **run),
+            "inputs trigger, convert in callback, 1 thread":
+                run_node(PolicyNode, trigger="inputs", **run),
         }
 
     table = Table(
@@ -317,7 +324,7 @@ def main() -> None:
         table.add_row(
             name,
             len(tick),
-            missed_ticks(log.starts, 1.0 / args.rate),
+            "-" if name.startswith("inputs") else missed_ticks(log.starts, 1.0 / args.rate),
             f"{np.percentile(tick, 50):.2f}",
             f"{np.percentile(tick, 99):.2f}",
             f"{np.percentile(overhead, 50):.2f}",

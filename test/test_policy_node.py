@@ -281,6 +281,44 @@ def test_stale_inputs_stop_commands_within_two_ticks(robot_factory, policy_path)
     assert wait_for(lambda: len(robot.commands) > count, 2.0)
 
 
+@pytest.mark.parametrize("trigger", ["timer", "inputs"])
+def test_one_new_set_of_inputs_gives_one_command_with_the_inputs_trigger(
+        robot_factory, policy_path, trigger):
+    """The timer runs the policy every tick on the newest inputs, however old (within
+    max_sensor_age); the inputs trigger runs it once per new complete set."""
+    robot = robot_factory(policy_path, enabled=True, trigger=trigger, max_sensor_age=2.0,
+                          max_sensor_skew=2.0)
+    assert wait_for(lambda: len(robot.statuses) >= 1, 5.0)  # the node is up
+    robot.publish_once()
+    assert wait_for(lambda: len(robot.commands) >= 1, 2.0)
+    time.sleep(10 / RATE_HZ)
+    if trigger == "timer":
+        assert len(robot.commands) >= 5
+        return
+    assert len(robot.commands) == 1
+    assert robot.statuses[-1].status[0].message == "skipped: waiting_for_new_inputs"
+    assert robot.status_values()["trigger"] == "inputs"
+    robot.silent.add("left")  # three of four inputs new: still no command
+    robot.publish_once()
+    time.sleep(4 / RATE_HZ)
+    assert len(robot.commands) == 1
+    robot.silent.clear()
+    robot.publish_once()
+    assert wait_for(lambda: len(robot.commands) == 2, 2.0)
+
+
+def test_the_inputs_trigger_is_capped_at_rate_hz(robot_factory, policy_path):
+    robot = robot_factory(policy_path, enabled=True, trigger="inputs")
+    robot.start_feeding(rate_hz=3 * RATE_HZ)  # complete sets three times per period
+    assert wait_for(lambda: len(robot.commands) >= 2, 5.0)
+    first = len(robot.commands)
+    time.sleep(1.0)
+    rate = len(robot.commands) - first
+    assert 0.5 * RATE_HZ <= rate <= 1.1 * RATE_HZ, rate
+    gaps = np.diff([t for t, _ in robot.commands[first:]])
+    assert np.median(gaps) >= 0.8 / RATE_HZ
+
+
 def test_missing_inputs_never_give_commands(robot_factory, policy_path):
     robot = robot_factory(policy_path, enabled=True)
     robot.silent.add("joint_states")

@@ -11,6 +11,7 @@ rqt_robot_monitor).
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import time
@@ -194,11 +195,20 @@ class PolicyNode(Node):
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
         self.create_service(SetBool, ENABLE, self._on_enable)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.create_timer(1.0 / parameters.rate_hz, self._on_tick)
+        self._period_s = 1.0 / parameters.rate_hz
+        self._trigger = parameters.trigger
+        self._used: dict[str, int] = {}  # input -> sequence of the sample the policy last used
+        self._last_run_s = self._last_tick_s = -math.inf  # time.monotonic()
+        self._deferred: Any = None  # the one-shot timer of a run held back by the rate cap
+        if self._trigger == "inputs":
+            self._fresh_inputs = self.create_guard_condition(self._on_fresh_inputs)
+            self.create_timer(self._period_s, self._on_watchdog)
+        else:
+            self.create_timer(self._period_s, self._on_tick)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self.get_logger().info(
             f"{'ENABLED' if self._enabled else 'disabled (computing, not publishing)'} at "
-            f"{parameters.rate_hz} Hz; enable with: ros2 service call "
+            f"{parameters.rate_hz} Hz ({self._trigger} trigger); enable with: ros2 service call "
             f"{self.resolve_service_name(ENABLE)} std_srvs/srv/SetBool '{{data: true}}'"
         )
 
@@ -236,6 +246,7 @@ class PolicyNode(Node):
             self._reject(camera, f"bad_{camera}_image", str(error))
             return
         self._cache.update(camera, stamp_ns(msg), resize_rgb(rgb, self._image_size))
+        self._notify_if_fresh()
 
     def _on_conversion_error(self, camera: str, error: Exception) -> None:
         self._reject(camera, f"bad_{camera}_image", f"converting a {camera} frame: {error!r}")
@@ -256,6 +267,7 @@ class PolicyNode(Node):
             self._reject(JOINT_STATES, error.reason, str(error))
             return
         self._cache.update(JOINT_STATES, stamp_ns(msg), (joint, current))
+        self._notify_if_fresh()
 
     def _pick_joints(self, msg: JointState) -> tuple[np.ndarray, np.ndarray]:
         """Policy input [1,J] float32 and current commanded-joint positions, matched by name."""
@@ -298,8 +310,36 @@ class PolicyNode(Node):
         frames = [snapshot.samples[camera].value for camera in CAMERA_ORDER]
         return stack_cameras(*frames)[None]
 
+    def _notify_if_fresh(self) -> None:
+        """``inputs`` trigger: wake the executor once every input has a new message (called
+        from the subscription callbacks and the conversion thread)."""
+        if self._trigger == "inputs" and self._cache.fresh_since(self._used):
+            self._fresh_inputs.trigger()
+
+    def _on_fresh_inputs(self) -> None:
+        """Run now, or when the rate cap allows (one pending run at most)."""
+        if self._deferred is not None or not self._cache.fresh_since(self._used):
+            return
+        wait_s = self._last_run_s + self._period_s - time.monotonic()
+        if wait_s > 0:
+            self._deferred = self.create_timer(wait_s, self._on_deferred)
+        else:
+            self._on_tick()
+
+    def _on_deferred(self) -> None:
+        self.destroy_timer(self._deferred)
+        self._deferred = None
+        self._on_tick()
+
+    def _on_watchdog(self) -> None:
+        """``inputs`` trigger: a tick when none came for two periods, so that missing,
+        stale or repeated inputs are still reported (and never drive a command)."""
+        if time.monotonic() - self._last_tick_s >= 2 * self._period_s:
+            self._on_tick()
+
     def _on_tick(self) -> None:
         start = time.perf_counter()
+        self._last_tick_s = time.monotonic()
         self._counts.ticks += 1
         inference_s = float("nan")
         latency_s = float("nan")
@@ -307,6 +347,11 @@ class PolicyNode(Node):
             snapshot = self._cache.snapshot(
                 self.get_clock().now().nanoseconds, self._max_age_ns, self._max_skew_ns
             )
+            if self._trigger == "inputs" and not all(
+                    s.sequence > self._used.get(n, 0) for n, s in snapshot.samples.items()):
+                raise InputNotReady("waiting_for_new_inputs")
+            self._used = {name: s.sequence for name, s in snapshot.samples.items()}
+            self._last_run_s = self._last_tick_s
             joint, current = snapshot.samples[JOINT_STATES].value
             image = self._stack(snapshot)
             inference_start = time.perf_counter()
@@ -353,6 +398,7 @@ class PolicyNode(Node):
         counts = self._counts
         values = {
             "enabled": str(self._enabled).lower(),
+            "trigger": self._trigger,
             "tick": str(counts.ticks),
             "published": str(counts.published),
             "latency_ms": f"{latency_s * 1e3:.3f}",

@@ -18,6 +18,7 @@ from lapo_ros.robot.runtime import BACKENDS, DEVICES
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 COMMAND_TYPES = ("float64_multi_array", "joint_trajectory")
+TRIGGERS = ("timer", "inputs")
 
 
 class ParameterError(ValueError):
@@ -70,6 +71,12 @@ class PolicyNodeParameters:
         choices=DEVICES,
     )
     rate_hz: float = parameter(30.0, "control loop rate [Hz]", positive=True)
+    trigger: str = parameter(
+        "timer",
+        "when the policy runs: timer (every 1/rate_hz) | inputs (once every camera and "
+        "joint_states has a new message since the last run, at most rate_hz)",
+        choices=TRIGGERS,
+    )
     enabled: bool = parameter(
         False,
         "publish commands (false: compute and report only); also the ~/enable service",

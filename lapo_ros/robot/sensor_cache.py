@@ -24,10 +24,12 @@ class InputNotReady(Exception):
 
 @dataclass(frozen=True)
 class Sample:
-    """One input message, already converted: header stamp (ns) and value."""
+    """One input message, already converted: header stamp (ns), value, and its number in
+    the input's sequence of good messages (1, 2, ...)."""
 
     stamp_ns: int
     value: Any
+    sequence: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class SensorCache:
     def __init__(self, names: Iterable[str]):
         self._names = tuple(names)
         self._samples: dict[str, Sample | None] = dict.fromkeys(self._names)
+        self._sequences = dict.fromkeys(self._names, 0)
         self._problems: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -54,10 +57,16 @@ class SensorCache:
 
     def update(self, name: str, stamp_ns: int, value: Any) -> None:
         """Store a good message; it replaces any earlier sample or problem."""
-        sample = Sample(stamp_ns, value)
         with self._lock:
-            self._samples[name] = sample
+            self._sequences[name] += 1
+            self._samples[name] = Sample(stamp_ns, value, self._sequences[name])
             self._problems.pop(name, None)
+
+    def fresh_since(self, used: dict[str, int]) -> bool:
+        """Whether every input has a good message newer than the ``sequence`` in ``used``."""
+        with self._lock:
+            return all(sample is not None and sample.sequence > used.get(name, 0)
+                       for name, sample in self._samples.items())
 
     def invalidate(self, name: str, reason: str) -> None:
         """Mark an input bad (its newest message was unusable) until the next ``update``."""
