@@ -412,3 +412,19 @@ def test_critic_action_head_belongs_to_the_critic_optimizer_and_can_be_off(tmp_p
 def test_options_of_the_removed_short_run_preset_are_named_as_unknown():
     with pytest.raises(TypeError, match="unknown option.*return_mix"):
         make_agent(return_mix=1.0)
+
+
+def test_bf16_autocast_runs_the_update_in_bf16_on_the_cpu_and_acts_in_fp32():
+    agent = make_agent(autocast_dtype="bfloat16")
+    seen = []
+    hook = agent.obs_encoder.image_encoder.backbone.conv1.register_forward_hook(
+        lambda module, inputs, output: seen.append(output.dtype))
+    try:
+        metrics = agent.train(iterations=2, batch_size=4)
+    finally:
+        hook.remove()
+    assert torch.bfloat16 in seen  # the convolutions ran in bf16
+    assert all(np.isfinite(value) for value in metrics.values())
+    assert all(p.dtype == torch.float32 for p in agent.obs_encoder.parameters())  # fp32 master
+    action = agent.select_action(*images(32, 32, seed=1), np.zeros(16, np.float32))
+    assert action.dtype == np.float32 and np.all(np.isfinite(action))

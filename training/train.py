@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-every", type=int, help="steps between last.pt writes")
     parser.add_argument("--log-every", type=int, help="steps between metric rows")
     parser.add_argument("--bf16", action="store_true",
-                        help="bfloat16 autocast on CUDA (autocast_dtype of the agent)")
+                        help="bfloat16 autocast, CUDA or CPU (the agent's autocast_dtype)")
     parser.add_argument("--channels-last", action="store_true",
                         help="NHWC convolutions, faster on recent GPUs (the agent's channels_last)")
     add_aloha_options(parser)

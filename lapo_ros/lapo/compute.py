@@ -35,10 +35,11 @@ def resolve_device(name: str | torch.device | None = "auto", local_rank: int = 0
 
 
 def autocast(dtype: str | None, device: torch.device) -> contextlib.AbstractContextManager:
-    """Mixed precision in ``dtype`` (``bfloat16``/``float16``); only on CUDA (a no-op on CPU)."""
-    if dtype is None or device.type != "cuda":
+    """Mixed precision in ``dtype`` (``bfloat16``/``float16``) on ``device``, CUDA or CPU (CPUs
+    with AVX512-BF16 or AMX run bfloat16 convolutions natively); None: float32."""
+    if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=getattr(torch, dtype))
+    return torch.autocast(device.type, dtype=getattr(torch, dtype))
 
 
 def adam(params: Any, lr: float, fused: bool) -> torch.optim.Adam:

@@ -32,7 +32,7 @@ class AgentConfig:
     max_grad_norm: float | None = None  # clip the encoder's (and its optimiser's) gradient norm
     channels_last: bool = False  # NHWC convolutions (faster on recent GPUs)
     fused_adam: bool = False  # one fused kernel per Adam step (CUDA and CPU)
-    autocast_dtype: str | None = None  # "bfloat16" (or "float16") on CUDA; opt-in
+    autocast_dtype: str | None = None  # "bfloat16" (or "float16") mixed precision, CUDA or CPU
     seed: int = 0
 
     def __post_init__(self) -> None:
