@@ -61,15 +61,14 @@ def make_dataset(path: Path, fractions: dict[str, float], episodes: int, sim: Si
 
 def train_agent(algo: str, data: Path, run_dir: Path, config: Path, overrides: dict):
     """Train through the product's trainer (``training/train.py``'s code path) with ``config``
-    and the benchmark's ``overrides``; the agent of the final checkpoint."""
-    from lapo_ros.lapo.training.checkpoint import load_trained_agent
+    and the benchmark's ``overrides``; the trained agent (as written to last.pt)."""
     from lapo_ros.lapo.training.config import load_train_config
-    from lapo_ros.lapo.training.trainer import train
+    from lapo_ros.lapo.training.trainer import Trainer
 
-    result = train(load_train_config(config, {**overrides, "algo": algo, "data": [str(data)],
-                                              "out": str(run_dir)}))
-    agent, _ = load_trained_agent(result.last_checkpoint, device=overrides["device"])
-    return agent
+    trainer = Trainer(load_train_config(config, {**overrides, "algo": algo,
+                                                 "data": [str(data)], "out": str(run_dir)}))
+    trainer.run()
+    return trainer.agent
 
 
 def closed_loop_success(agent, sim: SimConfig, episodes: int) -> tuple[float, float, float]:

@@ -2,11 +2,12 @@
 
 Joint states are picked by name as they arrive; camera frames are decoded and resized to
 the model's image size on a background thread (``ConversionWorker``), so a slow frame
-never holds up the control loop. Both land in a ``SensorCache``; a timer at ``rate_hz``
-takes the newest inputs, checks their age and skew, runs the policy, makes the command
-safe and publishes it only when enabled. Every tick is reported on ``~/status``, and a
-summary of the last second on ``/diagnostics`` (for diagnostic aggregators and
-rqt_robot_monitor).
+never holds up the control loop. Both land in a ``SensorCache``; a tick takes the newest
+inputs, checks their age and skew, runs the policy, makes the command safe and publishes it
+only when enabled. Ticks come from a timer at ``rate_hz`` (``trigger: timer``) or, with
+``trigger: inputs``, as soon as every input has a new message (at most ``rate_hz``). Every
+tick is reported on ``~/status``, and a summary of the last second on ``/diagnostics`` (for
+diagnostic aggregators and rqt_robot_monitor).
 """
 
 from __future__ import annotations
@@ -47,7 +48,13 @@ from lapo_ros.common.joints import JointNameError, joint_index
 from lapo_ros.robot.command_safety import CommandLimits, UnsafeCommand, safe_command
 from lapo_ros.robot.parameters import ParameterError, declare_parameters, resolve_against_metadata
 from lapo_ros.robot.runtime import PolicyRuntimeError, load_policy
-from lapo_ros.robot.sensor_cache import ConversionWorker, InputNotReady, SensorCache, Snapshot
+from lapo_ros.robot.sensor_cache import (
+    ConversionWorker,
+    InputNotReady,
+    SensorCache,
+    Snapshot,
+    all_newer,
+)
 
 JOINT_STATES = "joint_states"
 COMMANDS = "commands"
@@ -347,8 +354,7 @@ class PolicyNode(Node):
             snapshot = self._cache.snapshot(
                 self.get_clock().now().nanoseconds, self._max_age_ns, self._max_skew_ns
             )
-            if self._trigger == "inputs" and not all(
-                    s.sequence > self._used.get(n, 0) for n, s in snapshot.samples.items()):
+            if self._trigger == "inputs" and not all_newer(snapshot.samples, self._used):
                 raise InputNotReady("waiting_for_new_inputs")
             self._used = {name: s.sequence for name, s in snapshot.samples.items()}
             self._last_run_s = self._last_tick_s

@@ -41,6 +41,12 @@ class Snapshot:
     oldest_stamp_ns: int
 
 
+def all_newer(samples: dict[str, Sample | None], used: dict[str, int]) -> bool:
+    """Whether every sample exists and is newer than the input's ``sequence`` in ``used``."""
+    return all(sample is not None and sample.sequence > used.get(name, 0)
+               for name, sample in samples.items())
+
+
 class SensorCache:
     """Thread-safe store of the newest ``Sample`` per input name."""
 
@@ -65,8 +71,7 @@ class SensorCache:
     def fresh_since(self, used: dict[str, int]) -> bool:
         """Whether every input has a good message newer than the ``sequence`` in ``used``."""
         with self._lock:
-            return all(sample is not None and sample.sequence > used.get(name, 0)
-                       for name, sample in self._samples.items())
+            return all_newer(self._samples, used)
 
     def invalidate(self, name: str, reason: str) -> None:
         """Mark an input bad (its newest message was unusable) until the next ``update``."""

@@ -59,12 +59,17 @@ class TrainResult:
     is_main: bool = True  # False on torchrun ranks other than 0 (they write nothing)
 
 
-def training_device(name: str, context: distributed.DistributedContext) -> torch.device:
-    """The device of this process (``resolve_device``), made current when it is a GPU."""
+def configured_device(name: str, local_rank: int = 0) -> torch.device:
+    """``resolve_device`` with its errors as TrainConfigError."""
     try:
-        device = resolve_device(name, context.local_rank)
+        return resolve_device(name, local_rank)
     except DeviceError as error:
         raise TrainConfigError(f"training config: {error}") from error
+
+
+def training_device(name: str, context: distributed.DistributedContext) -> torch.device:
+    """The device of this process, made current when it is a GPU."""
+    device = configured_device(name, context.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
@@ -325,9 +330,7 @@ class Trainer:
 
 def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Run ``config`` in this process (a torchrun rank when launched by torchrun)."""
-    device_type = "cuda" if config.device.startswith("cuda") or (
-        config.device == "auto" and torch.cuda.is_available()) else "cpu"
-    context = distributed.init_distributed(device_type)
+    context = distributed.init_distributed(configured_device(config.device).type)
     try:
         return Trainer(config, resume=resume, context=context).run()
     finally:
