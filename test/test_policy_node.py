@@ -564,10 +564,12 @@ def test_a_slow_frame_does_not_hold_up_the_control_loop(robot_factory, policy_pa
         stamp, large if camera == "left" else SMALL_PNG
     )
     robot.start_feeding()
-    # a decoded large frame is already older than max_sensor_age when it lands
-    assert wait_for(lambda: robot.policy.skip_counts.get("stale_left", 0) >= 1, 10.0)
+    # a decoded large frame reaches the tick: as a command when it lands within
+    # max_sensor_age, as a stale skip otherwise (which one depends on the CPU's speed)
+    assert wait_for(
+        lambda: robot.commands or robot.policy.skip_counts.get("stale_left", 0) >= 1, 10.0
+    )
     assert max_status_gap(robot, 1.5) < 0.3  # one tick every 50 ms meanwhile
-    assert robot.commands == []
 
 
 @pytest.mark.slow
