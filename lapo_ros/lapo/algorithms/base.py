@@ -35,6 +35,7 @@ from lapo_ros.lapo.algorithms.checkpoint import (
 )
 from lapo_ros.lapo.algorithms.config import AgentConfig
 from lapo_ros.lapo.compute import memory_layout, resolve_device
+from lapo_ros.lapo.data.augmentation import random_shift, shift_pixels
 from lapo_ros.lapo.data.batch import DatasetStatistics, TransitionBatch
 from lapo_ros.lapo.models.networks import ImageJointEncoder
 from lapo_ros.lapo.models.policy import DeployablePolicy, observation_arrays
@@ -170,6 +171,12 @@ class OfflineAgent:
         if config.channels_last:
             encoder.to(memory_format=torch.channels_last)
         return encoder
+
+    def _training_images(self, image: torch.Tensor) -> torch.Tensor:
+        """A training batch's uint8 images as the update's encoder reads them: randomly
+        shifted per sample (``random_shift``), in the configured memory layout."""
+        pad = shift_pixels(self.config.random_shift, self.config.image_size)
+        return memory_layout(random_shift(image, pad, self.generator), self.config.channels_last)
 
     def __getattr__(self, name: str) -> Any:
         """``agent.<field>`` reads that field of ``agent.modules`` (the seed's attributes)."""

@@ -25,7 +25,7 @@ from lapo_ros.lapo.algorithms.base import (
     check_batch,
 )
 from lapo_ros.lapo.algorithms.config import BCConfig
-from lapo_ros.lapo.compute import adam, autocast, encoder_step, memory_layout
+from lapo_ros.lapo.compute import adam, autocast, encoder_step
 from lapo_ros.lapo.data.batch import DatasetStatistics, TransitionBatch
 from lapo_ros.lapo.models.networks import ImageJointEncoder, mlp
 from lapo_ros.lapo.models.normalization import ActionScaler, JointNormalizer
@@ -100,7 +100,7 @@ class BehaviorCloning(OfflineAgent):
         self.set_training(True)
         target = self.action_scaler.normalize(batch.action.float())
         with autocast(self.config.autocast_dtype, self.device):
-            feature = self.obs_encoder(memory_layout(batch.image, self.config.channels_last),
+            feature = self.obs_encoder(self._training_images(batch.image),
                                        self.joint_normalizer(batch.joint.float()))
             prediction = self.policy_head(feature).float()
         loss = F.mse_loss(prediction, target)

@@ -30,6 +30,9 @@ class AgentConfig:
     pretrained_path: str | None = None  # local torchvision resnet18 state_dict; never downloads
     conv1_scale: float = 1.0  # 1.0 copies the RGB conv1 kernel as the seed; 1/3 keeps magnitudes
     max_grad_norm: float | None = None  # clip the encoder's (and its optimiser's) gradient norm
+    # Training images shift by up to this fraction of their side, per sample (DrQ's random
+    # shift, data/augmentation.py; 0 = off); selecting an action never shifts
+    random_shift: float = 0.0
     channels_last: bool = False  # NHWC convolutions (faster on recent GPUs)
     fused_adam: bool = False  # one fused kernel per Adam step (CUDA and CPU)
     autocast_dtype: str | None = None  # "bfloat16" (or "float16") mixed precision, CUDA or CPU
@@ -49,6 +52,7 @@ class AgentConfig:
             "image_size": self.image_size >= 16,
             "conv1_scale": self.conv1_scale > 0.0,
             "max_grad_norm": self.max_grad_norm is None or self.max_grad_norm > 0.0,
+            "random_shift": 0.0 <= self.random_shift < 0.5,
             "autocast_dtype": self.autocast_dtype in (None, *AUTOCAST_DTYPES),
         }
 

@@ -49,7 +49,6 @@ from lapo_ros.lapo.compute import (
     autocast,
     encoder_step,
     frozen_copy,
-    memory_layout,
     polyak_update,
 )
 from lapo_ros.lapo.data.batch import DatasetStatistics, TransitionBatch
@@ -202,9 +201,6 @@ class MultimodalLatent(OfflineAgent):
     def _autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.config.autocast_dtype, self.device)
 
-    def _images(self, image: torch.Tensor) -> torch.Tensor:
-        return memory_layout(image, self.config.channels_last)
-
     # ------------------------------------------------------------------ training
     def _q_mix(self, critic: Critic, feature: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         q1, q2 = critic(feature, action)
@@ -229,8 +225,8 @@ class MultimodalLatent(OfflineAgent):
                     self.action_dim)
         batch = batch.to(self.device, non_blocking=True)
         return UpdateInputs(
-            image=self._images(batch.image),
-            next_image=self._images(batch.next_image),
+            image=self._training_images(batch.image),  # s and s' shift independently (DrQ)
+            next_image=self._training_images(batch.next_image),
             joint=self.joint_normalizer(batch.joint.float()),
             next_joint=self.joint_normalizer(batch.next_joint.float()),
             action=self.action_scaler.normalize(batch.action.float()),
