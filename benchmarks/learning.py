@@ -15,7 +15,7 @@ no worse than BC.
     python benchmarks/learning.py [--quick] [--out FILE.md] [--seeds 3] [--steps 1000]
                                   [--episodes 80] [--datasets expert heterogeneous]
                                   [--config config/train.yaml] [--lapo-set KEY=VALUE ...]
-                                  [--progress-scale 1.0]
+                                  [--progress-scale 1.0] [--advantages]
 """
 
 from __future__ import annotations
@@ -51,12 +51,46 @@ SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / "config" / "train.yaml"
 
 
 def make_dataset(path: Path, fractions: dict[str, float], episodes: int, sim: SimConfig,
-                 seed: int) -> float:
-    """Write demonstrations straight to HDF5 (the bag path is the demo's); return success."""
+                 seed: int) -> tuple[float, list[str]]:
+    """Write demonstrations straight to HDF5 (the bag path is the demo's); return their
+    success rate and each episode's demonstrator kind."""
     recorded = list(iter_demonstrations(DemoMix(episodes, fractions, seed), sim))
     write_episodes(path, [e.to_episode() for e in recorded], joint_names=JOINT_NAMES,
                    rate_hz=sim.rate_hz)
-    return float(np.mean([e.success for e in recorded]))
+    return float(np.mean([e.success for e in recorded])), [e.kind for e in recorded]
+
+
+def advantages_by_kind(agent, data: Path, kinds: list[str], first_steps: int = 5,
+                       batch_size: int = 256) -> dict[str, dict[str, float]]:
+    """LAPO's one-step advantage and V(s) over every transition of ``data`` (held-out
+    episodes included), averaged per demonstrator kind: over all steps and over each
+    episode's first ``first_steps`` (where the demonstrators part ways)."""
+    import torch
+
+    from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer, raw_to_batch
+
+    buffer = MultimodalReplayBuffer(image_size=agent.config.image_size, device="cpu")
+    buffer.load_from_hdf5(str(data))
+    sampler, lengths = buffer.sampler(), buffer.episode_lengths
+    kind = np.repeat(kinds, lengths)
+    step = np.concatenate([np.arange(n) for n in lengths])
+    advantage, value = [], []
+    for start in range(0, len(kind), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(kind)))
+        raw = sampler.fill(rows, sampler.allocate(len(rows)))
+        a, v = agent.evaluate_advantages(raw_to_batch(raw, torch.device("cpu"), sampler.layout))
+        advantage.append(a.squeeze(1).cpu().numpy())
+        value.append(v.squeeze(1).cpu().numpy())
+    advantage, value = np.concatenate(advantage), np.concatenate(value)
+    result = {}
+    for name in sorted(set(kinds)):
+        every, first = kind == name, (kind == name) & (step < first_steps)
+        result[name] = {"advantage": float(advantage[every].mean()),
+                        "positive": float((advantage[every] > 0).mean()),
+                        "first_advantage": float(advantage[first].mean()),
+                        "first_positive": float((advantage[first] > 0).mean()),
+                        "first_value": float(value[first].mean())}
+    return result
 
 
 def train_agent(algo: str, data: Path, run_dir: Path, config: Path, overrides: dict):
@@ -141,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                         "heterogeneous)")
     parser.add_argument("--algorithms", nargs="+", choices=["bc", "lapo"],
                         default=["bc", "lapo"], help="algorithms to run (default both)")
+    parser.add_argument("--advantages", action="store_true",
+                        help="add a table of each LAPO's one-step advantages per demonstrator "
+                        "kind (the VAE's weights: expectile where positive)")
     args = parser.parse_args(argv)
     from lapo_ros.lapo.training.config import TrainConfigError, load_train_config
 
@@ -173,16 +210,20 @@ def main(argv: list[str] | None = None) -> int:
         "Closed-loop success in the sim: LAPO vs BC (ratios vs BC and vs the scripted expert)",
         ["data", "algorithm", "success per seed", "mean success", "vs BC", "vs expert",
          "touched blue", "final distance to red (cm)", "train s/policy"])
+    by_kind = Table(
+        "LAPO's one-step advantage per demonstrator kind, all transitions (mean over seeds)",
+        ["data", "demonstrator", "mean advantage", "advantage > 0", "first 5 steps: mean "
+         "advantage", "first 5 steps: advantage > 0", "first 5 steps: V(s)"])
     means: dict[tuple[str, str], float] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lapo_learning_") as tmp:
         for name in args.datasets:
             fractions = {**DATASETS, **REFERENCE_DATASETS}[name]
             data = Path(tmp) / f"{name}.hdf5"
-            demo_success = make_dataset(data, fractions, sizes["episodes"], sim, seed=0)
+            demo_success, kinds = make_dataset(data, fractions, sizes["episodes"], sim, seed=0)
             rows = {}
             for algo in args.algorithms:
-                scores, seconds, blues, distances = [], [], [], []
+                scores, seconds, blues, distances, diagnosed = [], [], [], [], []
                 for seed in range(sizes["seeds"]):
                     begin = time.perf_counter()
                     agent = train_agent(algo, data, Path(tmp) / f"{name}_{algo}_{seed}",
@@ -191,12 +232,20 @@ def main(argv: list[str] | None = None) -> int:
                     success, blue, distance = closed_loop_success(agent, sim,
                                                                   sizes["eval_episodes"])
                     scores.append(success)
+                    if algo == "lapo" and args.advantages:
+                        diagnosed.append(advantages_by_kind(agent, data, kinds))
                     blues.append(blue)
                     distances.append(distance)
                     print(f"{name} {algo} seed {seed}: success {success:.0%}, touched blue "
                           f"{blue:.0%}, final distance {distance:.1f} cm ({seconds[-1]:.0f} s)",
                           file=sys.stderr, flush=True)
                 means[name, algo] = float(np.mean(scores))
+                for kind in sorted(set(kinds)) if diagnosed else []:
+                    mean = {key: np.mean([d[kind][key] for d in diagnosed])
+                            for key in diagnosed[0][kind]}
+                    by_kind.add_row(name, kind, f"{mean['advantage']:+.3f}",
+                                    f"{mean['positive']:.0%}", f"{mean['first_advantage']:+.3f}",
+                                    f"{mean['first_positive']:.0%}", f"{mean['first_value']:+.2f}")
                 rows[algo] = (scores, float(np.mean(blues)), float(np.mean(distances)),
                               float(np.mean(seconds)))
             for algo, label in (("bc", "BC (MSE)"), ("lapo", "LAPO")):
@@ -223,7 +272,11 @@ def main(argv: list[str] | None = None) -> int:
            "; no --lapo-set."),
         *target_notes(means, expert),
     ]
-    emit([table], args.out)
+    by_kind.notes = ["The VAE weighs a transition by the expectile where its advantage is "
+                     "positive and by 1 - expectile elsewhere; separating kinds needs the sign "
+                     "to follow the kind. V(s) far apart on the first steps of episodes that "
+                     "start alike means the critic tells the demonstrator from the state."]
+    emit([table, by_kind] if args.advantages else [table], args.out)
     return 0
 
 

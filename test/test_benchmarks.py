@@ -319,11 +319,18 @@ def test_learning_quick_reports_both_algorithms_on_both_datasets(tmp_path):
 @pytest.mark.slow
 def test_learning_ablation_overrides_one_lapo_setting_and_names_it(tmp_path):
     out = tmp_path / "ablation.md"
-    completed = run_script(BENCHMARKS / "learning.py", "--quick", "--datasets", "expert",
-                           "--algorithms", "lapo", "--lapo-set", "encoder_action_weight=0",
-                           "--out", str(out))
+    completed = run_script(BENCHMARKS / "learning.py", "--quick", "--datasets",
+                           "heterogeneous", "--algorithms", "lapo", "--lapo-set",
+                           "encoder_action_weight=0", "--advantages", "--out", str(out))
     assert completed.returncode == 0, completed.stderr
     assert "LAPO changed by --lapo-set: {'encoder_action_weight': 0}" in out.read_text()
+    _, by_kind = markdown_tables(out.read_text()).values()
+    header, body = by_kind[0], by_kind[1:]
+    assert [row[:2] for row in body] == [["heterogeneous", kind]
+                                         for kind in ("expert", "noisy", "wrong_target")]
+    for row in body:
+        assert re.fullmatch(r"[+-]\d\.\d{3}", row[header.index("mean advantage")]), row
+        assert re.fullmatch(r"\d+%", row[header.index("advantage > 0")]), row
     for bad, named in (("encoder_action_weigth=0", "encoder_action_weigth"),
                        ("encoder_action_weight=-1", "encoder_action_weight"), ("novalue", "KEY")):
         completed = run_script(BENCHMARKS / "learning.py", "--quick", "--lapo-set", bad)

@@ -172,11 +172,15 @@ class OfflineAgent:
             encoder.to(memory_format=torch.channels_last)
         return encoder
 
+    def _images(self, image: torch.Tensor) -> torch.Tensor:
+        """A batch's uint8 images in the configured memory layout."""
+        return memory_layout(image, self.config.channels_last)
+
     def _training_images(self, image: torch.Tensor) -> torch.Tensor:
         """A training batch's uint8 images as the update's encoder reads them: randomly
         shifted per sample (``random_shift``), in the configured memory layout."""
         pad = shift_pixels(self.config.random_shift, self.config.image_size)
-        return memory_layout(random_shift(image, pad, self.generator), self.config.channels_last)
+        return self._images(random_shift(image, pad, self.generator))
 
     def __getattr__(self, name: str) -> Any:
         """``agent.<field>`` reads that field of ``agent.modules`` (the seed's attributes)."""
@@ -234,8 +238,7 @@ class OfflineAgent:
             left_img, right_img, global_img, joint, self.config.image_size, self.joint_dim
         )
         self.set_training(False)
-        image_t = memory_layout(torch.from_numpy(image).unsqueeze(0).to(self.device),
-                                self.config.channels_last)
+        image_t = self._images(torch.from_numpy(image).unsqueeze(0).to(self.device))
         joint_t = torch.from_numpy(joint).unsqueeze(0).to(self.device)
         return self._policy(image_t, joint_t)[0].cpu().numpy()
 

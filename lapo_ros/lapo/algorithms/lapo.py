@@ -220,13 +220,14 @@ class MultimodalLatent(OfflineAgent):
         action = self.actor_vae_target.decode_latent(feature, latent)
         return self._q_mix(self.critic_target, feature, action)
 
-    def _inputs(self, batch: TransitionBatch) -> UpdateInputs:
+    def _inputs(self, batch: TransitionBatch, augment: bool = True) -> UpdateInputs:
         check_batch("MultimodalLatent", batch, self.config.image_size, self.joint_dim,
                     self.action_dim)
         batch = batch.to(self.device, non_blocking=True)
+        images = self._training_images if augment else self._images
         return UpdateInputs(
-            image=self._training_images(batch.image),  # s and s' shift independently (DrQ)
-            next_image=self._training_images(batch.next_image),
+            image=images(batch.image),  # s and s' shift independently (DrQ)
+            next_image=images(batch.next_image),
             joint=self.joint_normalizer(batch.joint.float()),
             next_joint=self.joint_normalizer(batch.next_joint.float()),
             action=self.action_scaler.normalize(batch.action.float()),
@@ -266,11 +267,13 @@ class MultimodalLatent(OfflineAgent):
         )
 
     @torch.no_grad()
-    def advantages(self, x: UpdateInputs, critic: CriticStep) -> Advantages:
-        """Step 2: one-step advantage against the updated V, and LAPO's expectile weight."""
+    def advantages(self, x: UpdateInputs, feature: torch.Tensor,
+                   next_feature: torch.Tensor) -> Advantages:
+        """Step 2: one-step advantage against the updated V, and LAPO's expectile weight;
+        ``feature`` = enc(s) before step 1, ``next_feature`` = enc_target(s')."""
         with self._autocast():
-            value = self.critic.v(critic.feature).float()
-            next_q = self._target_policy_value(critic.next_feature, noise=False).float()
+            value = self.critic.v(feature).float()
+            next_q = self._target_policy_value(next_feature, noise=False).float()
         advantage = x.reward + x.discount * next_q - value
         expectile = self.config.expectile
         weight = torch.where(advantage > 0, expectile, 1.0 - expectile)
@@ -312,12 +315,24 @@ class MultimodalLatent(OfflineAgent):
         self.set_training(True)
         x = self._inputs(batch)
         critic = self.critic_step(x)
-        advantages = self.advantages(x, critic)
+        advantages = self.advantages(x, critic.feature, critic.next_feature)
         vae = self.vae_step(critic.feature, x.action, advantages.weight)
         actor = self.actor_step(critic.feature)
         self.sync_targets()
         self.total_it += 1
         return UpdateRecord(critic, advantages, vae, actor)
+
+    @torch.no_grad()
+    def evaluate_advantages(self, batch: TransitionBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(advantage, V(s)) of each transition under the current networks, as step 2 sees
+        them but in eval mode and without image shifts; updates nothing (diagnostics)."""
+        self.set_training(False)
+        x = self._inputs(batch, augment=False)
+        with self._autocast():
+            feature = self.obs_encoder(x.image, x.joint)
+            next_feature = self.obs_encoder_target(x.next_image, x.next_joint)
+            value = self.critic.v(feature).float()
+        return self.advantages(x, feature, next_feature).advantage, value
 
     def _update(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
         record = self.update(batch)
