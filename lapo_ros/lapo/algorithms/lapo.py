@@ -19,8 +19,9 @@ target critic, ``pi_target(f) = decode_target(f, actor_target(f))``:
 
 What is ours, not LAPO's (LAPO has no images): the encoder and where each term reads it
 (the online encoder for s, its target for s', the VAE and actor on detached f), the
-critic's action head (on by default, see ``LAPOConfig.encoder_action_weight``), and tau
-0.05 instead of 0.005 (see ``LAPOConfig.tau``). Joints and actions are z-scored with the
+critic's action head (on by default, see ``LAPOConfig.encoder_action_weight``), tau
+0.05 instead of 0.005 (see ``LAPOConfig.tau``) and, opt-in, DrQ's random shift of the
+training images (``random_shift``). Joints and actions are z-scored with the
 dataset's statistics inside (``models/normalization.py``); images stay uint8 until they reach
 the training device. The agent uses the replay buffer only through ``sample(batch_size)``,
 ``statistics``, ``image_size``, ``joint_names`` and ``rate_hz``; its modules and optimisers
