@@ -71,12 +71,14 @@ def advantages_by_kind(agent, data: Path, kinds: list[str], first_steps: int = 5
 
     buffer = MultimodalReplayBuffer(image_size=agent.config.image_size, device="cpu")
     buffer.load_from_hdf5(str(data))
-    sampler, lengths = buffer.sampler(), buffer.episode_lengths
-    kind = np.repeat(kinds, lengths)
-    step = np.concatenate([np.arange(n) for n in lengths])
+    sampler = buffer.sampler(discount=agent.return_discount)
+    table = sampler.table
+    kind = np.asarray(kinds)[table.episode]
+    starts = np.flatnonzero(np.diff(table.episode, prepend=-1))
+    step = np.arange(len(table)) - np.repeat(starts, np.diff(np.append(starts, len(table))))
     advantage, value = [], []
-    for start in range(0, len(kind), batch_size):
-        rows = np.arange(start, min(start + batch_size, len(kind)))
+    for start in range(0, len(table), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(table)))
         raw = sampler.fill(rows, sampler.allocate(len(rows)))
         a, v = agent.evaluate_advantages(raw_to_batch(raw, torch.device("cpu"), sampler.layout))
         advantage.append(a.squeeze(1).cpu().numpy())

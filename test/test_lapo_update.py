@@ -64,3 +64,27 @@ def test_target_q_bootstraps_from_the_online_value_and_stops_at_terminals():
     torch.testing.assert_close(record.critic.target_q, expected, rtol=1e-5, atol=1e-6)
     terminal = batch.not_done[:, 0] == 0
     torch.testing.assert_close(record.critic.target_q[terminal], batch.reward[terminal])
+
+
+def test_the_return_estimate_takes_the_recorded_return_minus_v_where_it_is_known():
+    data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=2)
+    agents = {estimate: MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
+                                         advantage_estimate=estimate, **TINY)
+              for estimate in ("return", "one_step")}
+    assert agents["return"].return_discount == agents["return"].config.gamma
+    assert agents["one_step"].return_discount is None
+    batch = data.sample(12)
+    with pytest.raises(ValueError, match="return_to_go"):
+        agents["return"].update(batch)
+    batch.return_to_go = torch.linspace(-1.0, 1.0, 12).reshape(-1, 1)
+    batch.return_to_go[::3] = float("nan")  # timed-out episodes: no recorded return
+    record = agents["return"].update(batch)
+    one_step = agents["one_step"].update(batch).advantages.advantage
+    with torch.no_grad():  # step 2 reads V after the critic step, on the features before it
+        value = agents["return"].critic.v(record.critic.feature)
+    known = torch.isfinite(batch.return_to_go)
+    expected = torch.where(known, batch.return_to_go.nan_to_num() - value, one_step)
+    torch.testing.assert_close(record.advantages.advantage, expected, rtol=1e-5, atol=1e-6)
+    expectile = agents["return"].config.expectile
+    torch.testing.assert_close(record.advantages.weight,
+                               torch.where(expected > 0, expectile, 1 - expectile))

@@ -329,3 +329,53 @@ def test_pixels_match_the_shared_image_path(tmp_path, chw_file, size):
         frames = raw.image if layout == "CHW" else raw.image.transpose(0, 1, 4, 2, 3)
         expected = _expected_images(episodes, raw.joint[:, 0].astype(int), size)
         assert np.array_equal(frames.reshape(expected.shape), expected)
+
+
+def _expected_return(step: int, discount: float) -> float:
+    """The recorded discounted return from global ``step`` (NaN in a timed-out episode)."""
+    first = 0
+    for length, terminal in zip(LENGTHS, TERMINALS, strict=True):
+        if step < first + length:
+            if not terminal:
+                return float("nan")
+            return sum(discount ** (k - step) * float(k % 7 - 3)
+                       for k in range(step, first + length))
+        first += length
+    raise AssertionError(step)
+
+
+def _episode_of(step: int) -> int:
+    return int(np.searchsorted(np.cumsum(LENGTHS), step, side="right"))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_batches_carry_episode_and_return_to_go_under_the_given_discount(data_file,
+                                                                        num_workers):
+    buffer = _buffer(data_file)
+    assert buffer.sample(8).return_to_go is None  # no discount, no returns
+    batches = [buffer.sample(16, discount=0.9) for _ in range(10)]
+    batches += list(step_batches(buffer, seed=2, rank=0, batch_size=8, first_step=0,
+                                 last_step=6, device=torch.device("cpu"),
+                                 num_workers=num_workers, discount=0.9))
+    seen = set()
+    for batch in batches:
+        assert batch.episode.dtype == torch.int64 and batch.return_to_go.shape == (len(batch), 1)
+        for step, episode, value in zip(batch.joint[:, 0].int().tolist(), batch.episode.tolist(),
+                                        batch.return_to_go[:, 0].tolist(), strict=True):
+            assert episode == _episode_of(step)
+            np.testing.assert_allclose(value, _expected_return(step, 0.9), rtol=1e-5,
+                                       equal_nan=True)
+            seen.add(step)
+    assert {0, 4, 9, 14} <= seen  # both terminal episodes, first and last steps
+    with pytest.raises(ValueError, match="discount"):
+        buffer.sample(4, discount=1.5)
+
+
+def test_episode_index_is_the_row_of_a_split_buffer(data_file):
+    train, _ = _buffer(data_file).split(0.4, seed=0)
+    kept = train.parent_episode_indices
+    for _ in range(10):
+        batch = train.sample(16)
+        for step, episode in zip(batch.joint[:, 0].int().tolist(), batch.episode.tolist(),
+                                 strict=True):
+            assert kept[episode] == _episode_of(step)

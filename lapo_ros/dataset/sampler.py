@@ -13,7 +13,7 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import h5py
 import numpy as np
@@ -30,7 +30,8 @@ class RawBatch:
 
     image / next_image: uint8 (B, 3 cameras, *frame) with frame (H,W,3) for layout "HWC"
     or (3,H,W) for "CHW"; joint/next_joint (B,J), action (B,A), reward/not_done (B,1)
-    float32.
+    float32; episode (B,) int64, the transition's episode (row of the buffer's episodes);
+    return_to_go (B,1) float32 when the sampler has a discount (NaN: episode timed out).
     """
 
     image: np.ndarray
@@ -40,15 +41,18 @@ class RawBatch:
     action: np.ndarray
     reward: np.ndarray
     not_done: np.ndarray
+    episode: np.ndarray
+    return_to_go: np.ndarray | None = None
 
     @staticmethod
     def layout_of(
-        batch_size: int, frame_shape: tuple[int, ...], joint_dim: int, action_dim: int
+        batch_size: int, frame_shape: tuple[int, ...], joint_dim: int, action_dim: int,
+        returns: bool = False,
     ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-        """Field name -> (shape, dtype) of a batch."""
+        """Field name -> (shape, dtype) of a batch (with ``return_to_go`` when ``returns``)."""
         images = (batch_size, NUM_CAMERAS, *frame_shape)
         uint8, float32 = np.dtype(np.uint8), np.dtype(np.float32)
-        return {
+        layout = {
             "image": (images, uint8),
             "next_image": (images, uint8),
             "joint": ((batch_size, joint_dim), float32),
@@ -56,7 +60,11 @@ class RawBatch:
             "action": ((batch_size, action_dim), float32),
             "reward": ((batch_size, 1), float32),
             "not_done": ((batch_size, 1), float32),
+            "episode": ((batch_size,), np.dtype(np.int64)),
         }
+        if returns:
+            layout["return_to_go"] = ((batch_size, 1), float32)
+        return layout
 
     def __len__(self) -> int:
         return int(self.action.shape[0])
@@ -64,7 +72,8 @@ class RawBatch:
 
 @dataclass
 class TransitionTable:
-    """Every transition of the selected episodes: source, frame, next frame, not_done.
+    """Every transition of the selected episodes: source, frame, next frame, not_done,
+    episode, and (``with_returns``) the discounted return-to-go.
 
     Inside an episode, step t pairs with t+1. A terminal last step pairs with itself and
     not_done = 0; the last step of a non-terminal (timed-out) episode is no transition.
@@ -74,12 +83,14 @@ class TransitionTable:
     frame: np.ndarray  # (T,) int64 frame index inside its source
     next_frame: np.ndarray  # (T,) int64
     not_done: np.ndarray  # (T,) float32
+    episode: np.ndarray  # (T,) int64 row of ``episodes`` the transition belongs to
+    return_to_go: np.ndarray | None = None  # (T,) float32, NaN where the episode timed out
 
     @classmethod
     def build(cls, sources: Sequence[EpisodeSource], episodes: np.ndarray) -> TransitionTable:
         """``episodes``: (E,2) rows of (source index, episode index inside that source)."""
         parts = []
-        for source_index, episode_index in episodes.tolist():
+        for row, (source_index, episode_index) in enumerate(episodes.tolist()):
             source = sources[source_index]
             end = int(source.episode_ends[episode_index])
             start = int(source.episode_ends[episode_index - 1]) if episode_index else 0
@@ -92,11 +103,30 @@ class TransitionTable:
             else:
                 frames, nxt, not_done = frames[:-1], nxt[:-1], not_done[:-1]
             parts.append((np.full(frames.shape, source_index, dtype=np.int32), frames, nxt,
-                          not_done))
+                          not_done, np.full(frames.shape, row, dtype=np.int64)))
         if not parts:
             empty = np.zeros(0, dtype=np.int64)
-            return cls(empty.astype(np.int32), empty, empty, empty.astype(np.float32))
+            return cls(empty.astype(np.int32), empty, empty, empty.astype(np.float32), empty)
         return cls(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+
+    def with_returns(self, sources: Sequence[EpisodeSource], discount: float) -> TransitionTable:
+        """This table with each transition's discounted return-to-go over the rest of its
+        recorded episode: sum_k discount^k r_{t+k}. A timed-out episode's tail was never
+        recorded, so its transitions get NaN."""
+        rewards = np.zeros(len(self), dtype=np.float64)
+        for source_index in np.unique(self.source).tolist():
+            rows = self.source == source_index
+            rewards[rows] = sources[source_index].reward[self.frame[rows]]
+        returns = np.full(len(self), np.nan, dtype=np.float64)
+        ends = np.flatnonzero(np.diff(self.episode, append=-1)) + 1
+        for start, end in zip(np.concatenate([[0], ends[:-1]]), ends, strict=True):
+            if self.not_done[end - 1] != 0.0:
+                continue  # timed out: the return after the last transition is unknown
+            running = 0.0
+            for t in range(end - 1, start - 1, -1):
+                running = rewards[t] + discount * running
+                returns[t] = running
+        return replace(self, return_to_go=returns.astype(np.float32))
 
     def __len__(self) -> int:
         return int(self.frame.shape[0])
@@ -232,6 +262,17 @@ class TransitionSampler:
             return self
         return TransitionSampler(*self._init_args, layout=layout)
 
+    def with_returns(self, discount: float | None) -> TransitionSampler:
+        """This sampler also writing each transition's return-to-go under ``discount``
+        (itself when ``discount`` is None)."""
+        if discount is None:
+            return self
+        if not 0.0 <= discount <= 1.0:
+            raise ValueError(f"discount must be in [0, 1], got {discount}")
+        sources, table, image_size = self._init_args
+        return TransitionSampler(sources, table.with_returns(sources, discount), image_size,
+                                 layout=self.layout)
+
     def __len__(self) -> int:
         return len(self.table)
 
@@ -259,7 +300,8 @@ class TransitionSampler:
 
     def batch_layout(self, batch_size: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """Field name -> (shape, dtype) of the RawBatch this sampler fills."""
-        return RawBatch.layout_of(batch_size, self.frame_shape, self.joint_dim, self.action_dim)
+        return RawBatch.layout_of(batch_size, self.frame_shape, self.joint_dim, self.action_dim,
+                                  returns=self.table.return_to_go is not None)
 
     def allocate(
         self,
@@ -283,6 +325,9 @@ class TransitionSampler:
         np.take(self._action, frames, axis=0, out=out.action)
         np.take(self._reward, frames, out=out.reward[:, 0])
         np.take(self.table.not_done, indices, out=out.not_done[:, 0])
+        np.take(self.table.episode, indices, out=out.episode)
+        if out.return_to_go is not None:
+            np.take(self.table.return_to_go, indices, out=out.return_to_go[:, 0])
         batch = len(indices)
         image = out.image.reshape(batch, NUM_CAMERAS, -1)
         next_image = out.next_image.reshape(batch, NUM_CAMERAS, -1)

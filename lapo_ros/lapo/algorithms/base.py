@@ -48,7 +48,7 @@ class TransitionSource(Protocol):
     statistics: DatasetStatistics
     image_size: int
 
-    def sample(self, batch_size: int) -> TransitionBatch: ...
+    def sample(self, batch_size: int, discount: float | None = None) -> TransitionBatch: ...
 
 
 @dataclass
@@ -189,6 +189,12 @@ class OfflineAgent:
             return getattr(modules, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    @property
+    def return_discount(self) -> float | None:
+        """The discount under which training batches must carry ``return_to_go``; None
+        when the update does not read returns."""
+        return None
+
     def _update(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
@@ -210,8 +216,12 @@ class OfflineAgent:
                 f"iterations ({iterations}) and batch_size ({batch_size}) must be >= 1"
             )
         totals: dict[str, torch.Tensor] = {}
+        discount = self.return_discount
         for _ in range(iterations):
-            batch = self.replay_buffer.sample(batch_size)
+            if discount is None:
+                batch = self.replay_buffer.sample(batch_size)
+            else:
+                batch = self.replay_buffer.sample(batch_size, discount=discount)
             for name, value in self._update(batch).items():
                 totals[name] = totals[name] + value if name in totals else value
         metrics = {name: float(value) / iterations for name, value in totals.items()}

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from lapo_ros.common.validation import check_fields, typed_value, unknown_keys
 
 AUTOCAST_DTYPES = ("bfloat16", "float16")
+ADVANTAGE_ESTIMATES = ("one_step", "return")
 C = TypeVar("C", bound="AgentConfig")
 
 
@@ -93,6 +94,10 @@ class LAPOConfig(AgentConfig):
     # 30% success against 72% (BENCHMARKS.md, learning ablations).
     tau: float = 0.05
     expectile: float = 0.9  # VAE weight where the advantage is positive (1 - it elsewhere)
+    # What the VAE weight's sign is taken of. "one_step" (LAPO): r + gamma * Q(s', pi(s'))
+    # - V(s). "return": G - V(s), G the recorded discounted return-to-go of the transition
+    # (one-step where the episode timed out)
+    advantage_estimate: str = "one_step"
     kl_beta: float = 1.0  # weight of the VAE's KL term
     max_latent_action: float = 2.0  # actor outputs max_latent_action * tanh(.)
     doubleq_min: float = 1.0  # q_mix = doubleq_min * min(q1, q2) + (1 - it) * max(q1, q2)
@@ -117,6 +122,8 @@ class LAPOConfig(AgentConfig):
             "gamma": 0.0 <= self.gamma < 1.0,
             "tau": 0.0 < self.tau <= 1.0,
             "expectile": 0.0 <= self.expectile <= 1.0,
+            "advantage_estimate": (self.advantage_estimate in ADVANTAGE_ESTIMATES,
+                                   f"must be one of {ADVANTAGE_ESTIMATES}"),
             "kl_beta": self.kl_beta >= 0.0,
             "max_latent_action": self.max_latent_action > 0.0,
             "doubleq_min": 0.0 <= self.doubleq_min <= 1.0,

@@ -21,9 +21,11 @@ What is ours, not LAPO's (LAPO has no images): the encoder and where each term r
 (the online encoder for s, its target for s', the VAE and actor on detached f), the
 critic's action head (on by default, see ``LAPOConfig.encoder_action_weight``), tau
 0.05 instead of 0.005 (see ``LAPOConfig.tau``) and, opt-in, DrQ's random shift of the
-training images (``random_shift``). Joints and actions are z-scored with the
+training images (``random_shift``) and the return estimate of step 2
+(``advantage_estimate="return"``: ``G - V(f)``, G the recorded discounted return-to-go,
+one-step where the episode timed out; batches then carry ``return_to_go``). Joints and actions are z-scored with the
 dataset's statistics inside (``models/normalization.py``); images stay uint8 until they reach
-the training device. The agent uses the replay buffer only through ``sample(batch_size)``,
+the training device. The agent uses the replay buffer only through ``sample(batch_size, discount)``,
 ``statistics``, ``image_size``, ``joint_names`` and ``rate_hz``; its modules and optimisers
 are one ``LAPOModules`` record (``base.py``).
 """
@@ -69,6 +71,7 @@ class UpdateInputs:
     action: torch.Tensor  # z-scored [B, A]
     reward: torch.Tensor  # [B, 1]
     discount: torch.Tensor  # gamma * not_done, [B, 1]
+    return_to_go: torch.Tensor | None  # [B, 1] (NaN: timed out); with the "return" estimate
 
 
 @dataclass
@@ -226,6 +229,14 @@ class MultimodalLatent(OfflineAgent):
                     self.action_dim)
         batch = batch.to(self.device, non_blocking=True)
         images = self._training_images if augment else self._images
+        returns = None
+        if self.config.advantage_estimate == "return":
+            if batch.return_to_go is None:
+                raise ValueError(
+                    "MultimodalLatent: advantage_estimate 'return' needs batches with "
+                    "return_to_go: sample them with discount=agent.return_discount"
+                )
+            returns = batch.return_to_go.float().reshape(-1, 1)
         return UpdateInputs(
             image=images(batch.image),  # s and s' shift independently (DrQ)
             next_image=images(batch.next_image),
@@ -234,7 +245,12 @@ class MultimodalLatent(OfflineAgent):
             action=self.action_scaler.normalize(batch.action.float()),
             reward=batch.reward.float().reshape(-1, 1),
             discount=self.config.gamma * batch.not_done.float().reshape(-1, 1),
+            return_to_go=returns,
         )
+
+    @property
+    def return_discount(self) -> float | None:
+        return self.config.gamma if self.config.advantage_estimate == "return" else None
 
     def critic_step(self, x: UpdateInputs) -> CriticStep:
         """Step 1: fit Q1, Q2 and V (and the action head); steps the critic and encoder."""
@@ -270,12 +286,17 @@ class MultimodalLatent(OfflineAgent):
     @torch.no_grad()
     def advantages(self, x: UpdateInputs, feature: torch.Tensor,
                    next_feature: torch.Tensor) -> Advantages:
-        """Step 2: one-step advantage against the updated V, and LAPO's expectile weight;
-        ``feature`` = enc(s) before step 1, ``next_feature`` = enc_target(s')."""
+        """Step 2: the advantage against the updated V, and LAPO's expectile weight;
+        ``feature`` = enc(s) before step 1, ``next_feature`` = enc_target(s'). One-step
+        (LAPO): r + gamma * q_mix(s', pi(s')) - V(s); "return": G - V(s) with the recorded
+        return-to-go G, one-step where the episode timed out (G unknown)."""
         with self._autocast():
             value = self.critic.v(feature).float()
             next_q = self._target_policy_value(next_feature, noise=False).float()
         advantage = x.reward + x.discount * next_q - value
+        if x.return_to_go is not None:
+            recorded = torch.isfinite(x.return_to_go)
+            advantage = torch.where(recorded, x.return_to_go.nan_to_num() - value, advantage)
         expectile = self.config.expectile
         weight = torch.where(advantage > 0, expectile, 1.0 - expectile)
         return Advantages(advantage=advantage, weight=weight)

@@ -22,6 +22,10 @@ class TransitionBatch:
     action: float32 [B, A] in robot units.
     reward, not_done: float32 [B, 1]; not_done is 0 where s' ended the episode in a
     terminal state.
+    episode: int64 [B], which of the buffer's episodes each transition comes from (None when
+    the source does not say).
+    return_to_go: float32 [B, 1], the discounted return over the rest of the recorded
+    episode, NaN where it timed out; present when sampled with a discount.
     """
 
     image: torch.Tensor
@@ -31,10 +35,12 @@ class TransitionBatch:
     next_image: torch.Tensor
     next_joint: torch.Tensor
     not_done: torch.Tensor
+    episode: torch.Tensor | None = None
+    return_to_go: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> TransitionBatch:
         return TransitionBatch(**{
-            k: v.to(device, non_blocking=non_blocking)
+            k: None if v is None else v.to(device, non_blocking=non_blocking)
             for k, v in vars(self).items()
         })
 

@@ -125,8 +125,9 @@ class MultimodalReplayBuffer:
 
     def _reset_cache(self) -> None:
         self._sampler: TransitionSampler | None = None
+        self._return_samplers: dict[float, TransitionSampler] = {}
         self._statistics: DatasetStatistics | None = None
-        self._sample_out: tuple[int, RawBatch] | None = None
+        self._sample_out: tuple[tuple[int, float | None], RawBatch] | None = None
 
     # ---- what is in it -------------------------------------------------------------------
 
@@ -216,19 +217,26 @@ class MultimodalReplayBuffer:
 
     # ---- sampling ------------------------------------------------------------------------
 
-    def sample(self, batch_size: int) -> TransitionBatch:
-        """``batch_size`` random transitions (seeded by ``seed``) on ``device``."""
-        sampler = self._get_sampler()
-        if self._sample_out is None or self._sample_out[0] != batch_size:
+    def sample(self, batch_size: int, discount: float | None = None) -> TransitionBatch:
+        """``batch_size`` random transitions (seeded by ``seed``) on ``device``, with their
+        return-to-go under ``discount`` when given."""
+        sampler = self.sampler(discount=discount)
+        key = (batch_size, discount)
+        if self._sample_out is None or self._sample_out[0] != key:
             pin = self.device.type == "cuda"
-            self._sample_out = (batch_size, sampler.allocate(batch_size, _torch_empty(pin)))
+            self._sample_out = (key, sampler.allocate(batch_size, _torch_empty(pin)))
         raw = sampler.fill(sampler.sample_indices(self._rng, batch_size), self._sample_out[1])
         return raw_to_batch(raw, self.device, sampler.layout)
 
-    def sampler(self, layout: str | None = None) -> TransitionSampler:
+    def sampler(self, layout: str | None = None,
+                discount: float | None = None) -> TransitionSampler:
         """The numpy sampler behind ``sample`` (picklable; for DataLoader workers), writing
-        frames in ``layout`` ("HWC", "CHW"; None: as stored, the fastest to read)."""
-        return self._get_sampler().with_layout(layout)
+        frames in ``layout`` ("HWC", "CHW"; None: as stored, the fastest to read) and, with a
+        ``discount``, each transition's return-to-go (computed once per discount)."""
+        if discount is not None and discount not in self._return_samplers:
+            self._return_samplers[discount] = self._get_sampler().with_returns(discount)
+        base = self._get_sampler() if discount is None else self._return_samplers[discount]
+        return base.with_layout(layout)
 
     def split(
         self, val_fraction: float, seed: int = 0
@@ -334,6 +342,8 @@ def raw_to_batch(
         image=stack(raw.image), joint=move(raw.joint), action=move(raw.action),
         reward=move(raw.reward), next_image=stack(raw.next_image),
         next_joint=move(raw.next_joint), not_done=move(raw.not_done),
+        episode=move(raw.episode),
+        return_to_go=None if raw.return_to_go is None else move(raw.return_to_go),
     )
 
 
@@ -360,4 +370,5 @@ def batch_tensors(
 
 
 # torch dtype of each RawBatch field's numpy dtype (tensors that RawBatch arrays view)
-_TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.float32): torch.float32}
+_TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.float32): torch.float32,
+                 np.dtype(np.int64): torch.int64}

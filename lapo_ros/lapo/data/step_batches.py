@@ -69,9 +69,11 @@ def step_batches(
     last_step: int,
     device: torch.device,
     num_workers: int = 0,
+    discount: float | None = None,
 ) -> Iterator[TransitionBatch]:
-    """TransitionBatches for steps ``first_step .. last_step - 1`` on ``device``, in order."""
-    sampler = buffer.sampler()
+    """TransitionBatches for steps ``first_step .. last_step - 1`` on ``device``, in order;
+    with a ``discount`` they carry each transition's return-to-go."""
+    sampler = buffer.sampler(discount=discount)
     pinned = device.type == "cuda"
     # a worker refills a slot only after the training process copied it: it runs at most
     # PREFETCH_FACTOR batches ahead of the one being consumed (+1 in the pin-memory thread)

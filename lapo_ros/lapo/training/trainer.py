@@ -209,6 +209,7 @@ class Trainer:
             self.train_data, seed=config.seed, rank=self.context.rank,
             batch_size=config.batch_size, first_step=self.step, last_step=config.steps,
             device=self.device, num_workers=config.num_workers,
+            discount=self.agent.return_discount,
         )
         sums: dict[str, float] = {}
         count, started, postfix = 0, time.perf_counter(), {}
