@@ -7,12 +7,15 @@ optimizer states; every target, advantage, weight and loss of an update must equ
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from lapo_core_data import random_transitions
 from lapo_reference import lapo_iteration, snapshot
 
 from lapo_ros.lapo import MultimodalLatent
+from lapo_ros.lapo.algorithms.lapo import episode_fold
 
 TINY = {"hidden_dims": (32, 32), "feature_dim": 32, "image_feature_dim": 32,
         "joint_hidden_dim": 16}
@@ -88,3 +91,74 @@ def test_the_return_estimate_takes_the_recorded_return_minus_v_where_it_is_known
     expectile = agents["return"].config.expectile
     torch.testing.assert_close(record.advantages.weight,
                                torch.where(expected > 0, expectile, 1 - expectile))
+
+
+def test_episode_folds_are_fixed_balanced_and_do_not_follow_the_recording_order():
+    episodes = torch.arange(400)
+    folds = episode_fold(episodes, 2)
+    assert torch.equal(folds, episode_fold(episodes.flip(0), 2).flip(0))  # per episode only
+    assert 160 < int(folds.sum()) < 240
+    assert not torch.equal(folds, episodes % 2)  # alternating demonstrators do not split
+    assert set(episode_fold(episodes, 3).tolist()) == {0, 1, 2}
+
+
+def test_each_critic_fold_fits_the_episodes_outside_it_and_scores_the_rest():
+    data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=5)
+    batch = data.sample(16)
+    agents = [MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3, critic_folds=2,
+                               **TINY) for _ in range(2)]
+    with pytest.raises(ValueError, match="episode"):
+        agents[0].update(batch)
+    batch.episode = torch.arange(16)
+    held_out = episode_fold(batch.episode, 2) == 0  # fold 0: obs_encoder + critic
+    assert 0 < int(held_out.sum()) < 16
+    changed = copy.deepcopy(batch)
+    changed.reward[held_out] += 5.0  # only fold 0's episodes earn more
+    for agent, b in zip(agents, (batch, changed), strict=True):
+        agent.update(b)
+
+    # critic 0 and the deployed encoder never fitted fold 0's rewards; critic 1 did
+    for name in ("critic", "obs_encoder"):
+        for mine, theirs in zip(getattr(agents[0], name).parameters(),
+                                getattr(agents[1], name).parameters(), strict=True):
+            torch.testing.assert_close(mine, theirs)
+    assert any(not torch.equal(mine, theirs) for mine, theirs in zip(
+        agents[0].fold_critics.parameters(), agents[1].fold_critics.parameters(), strict=True))
+    # each transition's advantage comes from the critic fold that did not fit its episode
+    agent = agents[0]
+    x = agent._inputs(batch)
+    critic = agent.critic_step(x)
+    advantage = agent.advantages(x, critic.fold_features, critic.fold_next_features).advantage
+    with torch.no_grad():
+        next_feature = critic.next_feature  # the policy reads fold 0's features
+        next_action = agent.actor_vae_target.decode_latent(
+            next_feature, agent.actor_target(next_feature))
+        per_fold = [
+            x.reward + x.discount * torch.min(*critic_target(next_f, next_action)) - net.v(f)
+            for (_, net, _, critic_target), f, next_f in zip(
+                agent._folds(), critic.fold_features, critic.fold_next_features, strict=True)
+        ]
+    torch.testing.assert_close(advantage, torch.where(held_out[:, None], *per_fold))
+    assert not torch.allclose(per_fold[0], per_fold[1])
+
+
+def test_critic_folds_round_trip_through_a_checkpoint_and_one_fold_reads_older_files(tmp_path):
+    data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=6)
+    batch = data.sample(8)
+    batch.episode = torch.arange(8)
+    agent = MultimodalLatent(3, replay_buffer=data, device="cpu", critic_folds=3, **TINY)
+    agent.update(batch)
+    agent.save(tmp_path / "folds.pt")
+    restored = MultimodalLatent.from_checkpoint(tmp_path / "folds.pt", device="cpu")
+    assert len(restored.fold_critics) == 2
+    for mine, theirs in zip(agent.fold_encoders_target.state_dict().values(),
+                            restored.fold_encoders_target.state_dict().values(), strict=True):
+        torch.testing.assert_close(mine, theirs)
+
+    single = MultimodalLatent(3, replay_buffer=data, device="cpu", **TINY)
+    single.save(tmp_path / "one.pt")
+    payload = torch.load(tmp_path / "one.pt", weights_only=True)
+    for name in ("fold_encoders", "fold_critics", "fold_encoders_target", "fold_critics_target"):
+        del payload["modules"][name]  # written before critic folds existed
+    torch.save(payload, tmp_path / "older.pt")
+    MultimodalLatent.from_checkpoint(tmp_path / "older.pt", device="cpu")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -52,18 +53,20 @@ def memory_layout(image: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return image.contiguous(memory_format=torch.channels_last) if channels_last else image
 
 
-def encoder_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, encoder: nn.Module,
-                 head: nn.Module, max_grad_norm: float | None) -> torch.Tensor:
-    """One step of ``optimizer`` (which holds ``encoder`` and ``head``) on ``loss``, the
-    gradient norm of both clipped to ``max_grad_norm`` when set; returns the encoder's
+def encoder_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                 pairs: Sequence[tuple[nn.Module, nn.Module]],
+                 max_grad_norm: float | None) -> torch.Tensor:
+    """One step of ``optimizer`` (which holds every (encoder, head) pair) on ``loss``, each
+    pair's gradient norm clipped to ``max_grad_norm`` when set; returns the first encoder's
     gradient norm before clipping (a diagnostic of what reaches the images)."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     encoder_grad_norm = torch.nn.utils.get_total_norm(
-        [p.grad for p in encoder.parameters() if p.grad is not None])
+        [p.grad for p in pairs[0][0].parameters() if p.grad is not None])
     if max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_([*head.parameters(), *encoder.parameters()],
-                                       max_grad_norm)
+        for encoder, head in pairs:
+            torch.nn.utils.clip_grad_norm_([*head.parameters(), *encoder.parameters()],
+                                           max_grad_norm)
     optimizer.step()
     return encoder_grad_norm.detach()
 
@@ -81,7 +84,9 @@ def polyak_update(online: nn.Module, target: nn.Module, tau: float) -> None:
 
     Integer buffers (BatchNorm's ``num_batches_tracked``) are copied.
     """
-    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+    parameters = list(target.parameters())
+    if parameters:
+        torch._foreach_lerp_(parameters, list(online.parameters()), tau)
     for target_buffer, online_buffer in zip(target.buffers(), online.buffers(), strict=True):
         if target_buffer.is_floating_point():
             target_buffer.lerp_(online_buffer, tau)

@@ -104,8 +104,9 @@ class BehaviorCloning(OfflineAgent):
                                        self.joint_normalizer(batch.joint.float()))
             prediction = self.policy_head(feature).float()
         loss = F.mse_loss(prediction, target)
-        encoder_grad_norm = encoder_step(self.optimizer, loss, self.obs_encoder,
-                                         self.policy_head, self.config.max_grad_norm)
+        encoder_grad_norm = encoder_step(self.optimizer, loss,
+                                         [(self.obs_encoder, self.policy_head)],
+                                         self.config.max_grad_norm)
         self.total_it += 1
         return {"bc_loss": loss.detach(), "encoder_grad_norm": encoder_grad_norm}
 

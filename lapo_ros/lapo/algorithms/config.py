@@ -98,6 +98,12 @@ class LAPOConfig(AgentConfig):
     # - V(s). "return": G - V(s), G the recorded discounted return-to-go of the transition
     # (one-step where the episode timed out)
     advantage_estimate: str = "one_step"
+    # Cross-fitted critics (K, 1 = LAPO): K encoder + critic pairs, pair k fitted on the
+    # episodes outside fold k (fold = hash of the episode index); a transition's advantage
+    # and its actor gradient come from the pair that never trained on its episode, so the
+    # critic cannot weigh a demonstration by remembering how it ended. Pair 0 is the
+    # deployed encoder. K times the critic's compute
+    critic_folds: int = 1
     kl_beta: float = 1.0  # weight of the VAE's KL term
     max_latent_action: float = 2.0  # actor outputs max_latent_action * tanh(.)
     doubleq_min: float = 1.0  # q_mix = doubleq_min * min(q1, q2) + (1 - it) * max(q1, q2)
@@ -124,6 +130,7 @@ class LAPOConfig(AgentConfig):
             "expectile": 0.0 <= self.expectile <= 1.0,
             "advantage_estimate": (self.advantage_estimate in ADVANTAGE_ESTIMATES,
                                    f"must be one of {ADVANTAGE_ESTIMATES}"),
+            "critic_folds": self.critic_folds >= 1,
             "kl_beta": self.kl_beta >= 0.0,
             "max_latent_action": self.max_latent_action > 0.0,
             "doubleq_min": 0.0 <= self.doubleq_min <= 1.0,

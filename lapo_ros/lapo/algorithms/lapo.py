@@ -23,9 +23,10 @@ critic's action head (on by default, see ``LAPOConfig.encoder_action_weight``), 
 0.05 instead of 0.005 (see ``LAPOConfig.tau``) and, opt-in, DrQ's random shift of the
 training images (``random_shift``) and the return estimate of step 2
 (``advantage_estimate="return"``: ``G - V(f)``, G the recorded discounted return-to-go,
-one-step where the episode timed out; batches then carry ``return_to_go``). Joints and actions are z-scored with the
-dataset's statistics inside (``models/normalization.py``); images stay uint8 until they reach
-the training device. The agent uses the replay buffer only through ``sample(batch_size, discount)``,
+one-step where the episode timed out; batches then carry ``return_to_go``). Joints and
+actions are z-scored with the dataset's statistics inside (``models/normalization.py``);
+images stay uint8 until they reach the training device. The agent uses the replay buffer
+only through ``sample(batch_size, discount)``,
 ``statistics``, ``image_size``, ``joint_names`` and ``rate_hz``; its modules and optimisers
 are one ``LAPOModules`` record (``base.py``).
 """
@@ -39,6 +40,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from lapo_ros.lapo.algorithms.base import (
     AgentModules,
@@ -72,14 +74,18 @@ class UpdateInputs:
     reward: torch.Tensor  # [B, 1]
     discount: torch.Tensor  # gamma * not_done, [B, 1]
     return_to_go: torch.Tensor | None  # [B, 1] (NaN: timed out); with the "return" estimate
+    fold: torch.Tensor | None  # [B] critic fold of each transition's episode (critic_folds > 1)
 
 
 @dataclass
 class CriticStep:
     """What ``critic_step`` computed: features (detached), targets, estimates, losses."""
 
-    feature: torch.Tensor  # enc(s) before the step, detached
+    feature: torch.Tensor  # enc(s) before the step, detached: what the actor and VAE read
     next_feature: torch.Tensor  # enc_target(s')
+    fold_features: list[torch.Tensor]  # the same through each critic fold's encoder (0 first)
+    fold_next_features: list[torch.Tensor]
+    # of the held-out fold's critic for each transition (the only critic at critic_folds 1)
     target_q: torch.Tensor
     target_v: torch.Tensor  # before the clamp to [min_v, max_v]
     q1: torch.Tensor
@@ -120,7 +126,12 @@ class LAPOModules(AgentModules):
     actor_vae_target: ActorVAE
     joint_normalizer: JointNormalizer
     action_scaler: ActionScaler
-    critic_optimizer: torch.optim.Adam  # critic + observation encoder
+    # critic folds 1..K-1 (LAPOConfig.critic_folds; empty at 1); fold 0 is obs_encoder + critic
+    fold_encoders: nn.ModuleList
+    fold_critics: nn.ModuleList
+    fold_encoders_target: nn.ModuleList
+    fold_critics_target: nn.ModuleList
+    critic_optimizer: torch.optim.Adam  # every critic + its observation encoder
     actorvae_optimizer: torch.optim.Adam
     actor_optimizer: torch.optim.Adam
 
@@ -183,12 +194,14 @@ class MultimodalLatent(OfflineAgent):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             obs_encoder = self._encoder()
-            critic = Critic(config.feature_dim, self.action_dim, config.hidden_dims,
-                            action_head=config.encoder_action_weight > 0).to(device)
+            critic = self._critic()
             actor = Actor(config.feature_dim, self.latent_dim, config.max_latent_action,
                           config.hidden_dims).to(device)
             actor_vae = ActorVAE(config.feature_dim, self.action_dim, self.latent_dim,
                                  config.max_latent_action, config.hidden_dims).to(device)
+            fold_encoders = nn.ModuleList(
+                self._encoder() for _ in range(config.critic_folds - 1))
+            fold_critics = nn.ModuleList(self._critic() for _ in range(config.critic_folds - 1))
         fused = config.fused_adam
         return LAPOModules(
             obs_encoder=obs_encoder, critic=critic, actor=actor, actor_vae=actor_vae,
@@ -196,11 +209,29 @@ class MultimodalLatent(OfflineAgent):
             actor_target=frozen_copy(actor), actor_vae_target=frozen_copy(actor_vae),
             joint_normalizer=JointNormalizer(self.statistics, self.joint_dim).to(device),
             action_scaler=ActionScaler(self.statistics, self.action_dim).to(device),
+            fold_encoders=fold_encoders, fold_critics=fold_critics,
+            fold_encoders_target=frozen_copy(fold_encoders),
+            fold_critics_target=frozen_copy(fold_critics),
             critic_optimizer=adam([{"params": critic.parameters()},
-                                   {"params": obs_encoder.parameters()}], config.critic_lr, fused),
+                                   {"params": obs_encoder.parameters()},
+                                   *({"params": module.parameters()}
+                                     for module in (*fold_critics, *fold_encoders))],
+                                  config.critic_lr, fused),
             actorvae_optimizer=adam(actor_vae.parameters(), config.actor_vae_lr, fused),
             actor_optimizer=adam(actor.parameters(), config.actor_lr, fused),
         )
+
+    def _critic(self) -> Critic:
+        config = self.config
+        return Critic(config.feature_dim, self.action_dim, config.hidden_dims,
+                      action_head=config.encoder_action_weight > 0).to(self.device)
+
+    def _folds(self) -> list[tuple[ImageJointEncoder, Critic, ImageJointEncoder, Critic]]:
+        """(encoder, critic, encoder_target, critic_target) of every critic fold, 0 first."""
+        m = self.modules
+        return [(m.obs_encoder, m.critic, m.obs_encoder_target, m.critic_target),
+                *zip(m.fold_encoders, m.fold_critics, m.fold_encoders_target,
+                     m.fold_critics_target, strict=True)]
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.config.autocast_dtype, self.device)
@@ -211,9 +242,9 @@ class MultimodalLatent(OfflineAgent):
         weight = self.config.doubleq_min
         return weight * torch.min(q1, q2) + (1.0 - weight) * torch.max(q1, q2)
 
-    def _target_policy_value(self, feature: torch.Tensor, noise: bool) -> torch.Tensor:
-        """q_mix of the target critic at the target policy's action (LAPO's get_target_q),
-        with clipped noise on the latent when ``noise``."""
+    def _target_policy_action(self, feature: torch.Tensor, noise: bool) -> torch.Tensor:
+        """The target policy's action (LAPO's get_target_q scores it with the target
+        critic), with clipped noise on the latent when ``noise``."""
         latent = self.actor_target(feature)
         if noise and self.config.target_latent_noise > 0:
             std, clip = self.config.target_latent_noise, self.config.target_latent_noise_clip
@@ -221,8 +252,7 @@ class MultimodalLatent(OfflineAgent):
                 latent.shape, generator=self.generator, device=latent.device, dtype=latent.dtype
             )
             latent = latent + (draw * std).clamp(-clip, clip)
-        action = self.actor_vae_target.decode_latent(feature, latent)
-        return self._q_mix(self.critic_target, feature, action)
+        return self.actor_vae_target.decode_latent(feature, latent)
 
     def _inputs(self, batch: TransitionBatch, augment: bool = True) -> UpdateInputs:
         check_batch("MultimodalLatent", batch, self.config.image_size, self.joint_dim,
@@ -237,6 +267,14 @@ class MultimodalLatent(OfflineAgent):
                     "return_to_go: sample them with discount=agent.return_discount"
                 )
             returns = batch.return_to_go.float().reshape(-1, 1)
+        fold = None
+        if self.config.critic_folds > 1:
+            if batch.episode is None:
+                raise ValueError(
+                    "MultimodalLatent: critic_folds > 1 needs batches with episode (the "
+                    "replay buffer's batches carry it)"
+                )
+            fold = episode_fold(batch.episode, self.config.critic_folds)
         return UpdateInputs(
             image=images(batch.image),  # s and s' shift independently (DrQ)
             next_image=images(batch.next_image),
@@ -246,6 +284,7 @@ class MultimodalLatent(OfflineAgent):
             reward=batch.reward.float().reshape(-1, 1),
             discount=self.config.gamma * batch.not_done.float().reshape(-1, 1),
             return_to_go=returns,
+            fold=fold,
         )
 
     @property
@@ -253,46 +292,91 @@ class MultimodalLatent(OfflineAgent):
         return self.config.gamma if self.config.advantage_estimate == "return" else None
 
     def critic_step(self, x: UpdateInputs) -> CriticStep:
-        """Step 1: fit Q1, Q2 and V (and the action head); steps the critic and encoder."""
+        """Step 1: fit Q1, Q2 and V (and the action head) of every critic fold on the
+        episodes outside it; steps the critics and their encoders."""
+        folds = self._folds()
         with self._autocast():
-            feature = self.obs_encoder(x.image, x.joint)
+            features = [encoder(x.image, x.joint) for encoder, *_ in folds]
             with torch.no_grad():
-                next_feature = self.obs_encoder_target(x.next_image, x.next_joint)
-                target_q = x.reward + x.discount * self.critic.v(next_feature).float()
-                target_v = self._target_policy_value(feature.detach(), noise=True).float()
-            q1, q2 = self.critic(feature, x.action)
-            v = self.critic.v(feature)
+                next_features = [target(x.next_image, x.next_joint)
+                                 for _, _, target, _ in folds]
+                action = self._target_policy_action(features[0].detach(), noise=True)
+        fitted = [self._fit_critic(x, k, critic, critic_target, features[k], next_features[k],
+                                   action)
+                  for k, (_, critic, _, critic_target) in enumerate(folds)]
+        loss = sum(losses.pop("loss") for _, losses in fitted)
+        losses = {name: torch.stack([fold_losses[name] for _, fold_losses in fitted]).mean()
+                  for name in fitted[0][1]}
+        encoder_grad_norm = encoder_step(self.critic_optimizer, loss,
+                                         [(encoder, critic) for encoder, critic, *_ in folds],
+                                         self.config.max_grad_norm)
+        target_q, target_v, q1, v = (self._held_out(list(values), x.fold)
+                                     for values in zip(*(fit for fit, _ in fitted), strict=True))
+        return CriticStep(
+            feature=features[0].detach(), next_feature=next_features[0],
+            fold_features=[feature.detach() for feature in features],
+            fold_next_features=next_features, target_q=target_q, target_v=target_v,
+            q1=q1, v=v, losses={k: value.detach() for k, value in losses.items()},
+            encoder_grad_norm=encoder_grad_norm,
+        )
+
+    def _fit_critic(self, x: UpdateInputs, fold: int, critic: Critic, critic_target: Critic,
+                    feature: torch.Tensor, next_feature: torch.Tensor, policy_action: torch.Tensor
+                    ) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
+        """One critic's targets and losses on the episodes outside ``fold``: ((target_q,
+        target_v, q1, v), losses with the weighted sum under "loss")."""
+        with self._autocast():
+            with torch.no_grad():
+                target_q = x.reward + x.discount * critic.v(next_feature).float()
+                target_v = self._q_mix(critic_target, feature.detach(), policy_action).float()
+            q1, q2 = critic(feature, x.action)
+            v = critic.v(feature)
+        keep = None if x.fold is None else (x.fold != fold).reshape(-1, 1)
         losses = {
-            "q1_loss": F.mse_loss(q1.float(), target_q),
-            "q2_loss": F.mse_loss(q2.float(), target_q),
-            "v_loss": F.mse_loss(v.float(), target_v.clamp(self.min_v, self.max_v)),
+            "q1_loss": _mse(q1.float(), target_q, keep),
+            "q2_loss": _mse(q2.float(), target_q, keep),
+            "v_loss": _mse(v.float(), target_v.clamp(self.min_v, self.max_v), keep),
         }
         loss = losses["q1_loss"] + losses["q2_loss"] + losses["v_loss"]
         losses["critic_loss"] = loss
         if self.config.encoder_action_weight > 0:
             with self._autocast():
-                predicted = self.critic.predict_action(feature).float()
-            losses["encoder_action_loss"] = F.mse_loss(predicted, x.action)
+                predicted = critic.predict_action(feature).float()
+            losses["encoder_action_loss"] = _mse(predicted, x.action, keep)
             loss = loss + self.config.encoder_action_weight * losses["encoder_action_loss"]
-        encoder_grad_norm = encoder_step(self.critic_optimizer, loss, self.obs_encoder,
-                                         self.critic, self.config.max_grad_norm)
-        return CriticStep(
-            feature=feature.detach(), next_feature=next_feature, target_q=target_q,
-            target_v=target_v, q1=q1.detach().float(), v=v.detach().float(),
-            losses={k: value.detach() for k, value in losses.items()},
-            encoder_grad_norm=encoder_grad_norm,
-        )
+        losses["loss"] = loss
+        return (target_q, target_v, q1.detach().float(), v.detach().float()), losses
+
+    @staticmethod
+    def _held_out(per_fold: list[torch.Tensor], fold: torch.Tensor | None) -> torch.Tensor:
+        """Each transition's value from the critic fold of its episode ([B, 1])."""
+        if fold is None:
+            return per_fold[0]
+        stacked = torch.stack(per_fold)
+        return stacked[fold, torch.arange(stacked.shape[1], device=stacked.device)]
+
+    def _held_out_value(self, features: Sequence[torch.Tensor], fold: torch.Tensor | None
+                        ) -> torch.Tensor:
+        """V(s) of each transition from its held-out critic fold (``features[k]``: fold k's)."""
+        return self._held_out([critic.v(feature).float() for feature, (_, critic, *_)
+                               in zip(features, self._folds(), strict=True)], fold)
 
     @torch.no_grad()
-    def advantages(self, x: UpdateInputs, feature: torch.Tensor,
-                   next_feature: torch.Tensor) -> Advantages:
+    def advantages(self, x: UpdateInputs, features: Sequence[torch.Tensor],
+                   next_features: Sequence[torch.Tensor]) -> Advantages:
         """Step 2: the advantage against the updated V, and LAPO's expectile weight;
-        ``feature`` = enc(s) before step 1, ``next_feature`` = enc_target(s'). One-step
-        (LAPO): r + gamma * q_mix(s', pi(s')) - V(s); "return": G - V(s) with the recorded
+        ``features[k]`` = critic fold k's enc(s) before step 1, ``next_features[k]`` its
+        enc_target(s'); each transition reads its held-out fold. One-step (LAPO):
+        r + gamma * q_mix(s', pi(s')) - V(s); "return": G - V(s) with the recorded
         return-to-go G, one-step where the episode timed out (G unknown)."""
+        folds = self._folds()
         with self._autocast():
-            value = self.critic.v(feature).float()
-            next_q = self._target_policy_value(next_feature, noise=False).float()
+            next_action = self._target_policy_action(next_features[0], noise=False)
+            value = self._held_out_value(features, x.fold)
+            next_q = self._held_out(
+                [self._q_mix(critic_target, f, next_action).float()
+                 for f, (*_, critic_target) in zip(next_features, folds, strict=True)],
+                x.fold)
         advantage = x.reward + x.discount * next_q - value
         if x.return_to_go is not None:
             recorded = torch.isfinite(x.return_to_go)
@@ -316,11 +400,17 @@ class MultimodalLatent(OfflineAgent):
         return {"vae_loss": loss.detach(), "recon_loss": recon.detach().mean(),
                 "kl_loss": kl.detach().mean()}
 
-    def actor_step(self, feature: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Step 4: the latent policy maximises Q1 through the target decoder."""
+    def actor_step(self, critic: CriticStep, fold: torch.Tensor | None
+                   ) -> dict[str, torch.Tensor]:
+        """Step 4: the latent policy maximises Q1 through the target decoder, each
+        transition's Q1 from its held-out critic fold."""
+        feature = critic.feature
         with self._autocast():
             action = self.actor_vae_target.decode_latent(feature, self.actor(feature))
-            loss = -self.critic.q1(feature, action).float().mean()
+            q1 = self._held_out([fold_critic.q1(fold_feature, action).float()
+                                 for fold_feature, (_, fold_critic, *_)
+                                 in zip(critic.fold_features, self._folds(), strict=True)], fold)
+            loss = -q1.mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=list(self.actor.parameters()))
         self.actor_optimizer.step()
@@ -337,9 +427,9 @@ class MultimodalLatent(OfflineAgent):
         self.set_training(True)
         x = self._inputs(batch)
         critic = self.critic_step(x)
-        advantages = self.advantages(x, critic.feature, critic.next_feature)
+        advantages = self.advantages(x, critic.fold_features, critic.fold_next_features)
         vae = self.vae_step(critic.feature, x.action, advantages.weight)
-        actor = self.actor_step(critic.feature)
+        actor = self.actor_step(critic, x.fold)
         self.sync_targets()
         self.total_it += 1
         return UpdateRecord(critic, advantages, vae, actor)
@@ -350,11 +440,12 @@ class MultimodalLatent(OfflineAgent):
         them but in eval mode and without image shifts; updates nothing (diagnostics)."""
         self.set_training(False)
         x = self._inputs(batch, augment=False)
+        folds = self._folds()
         with self._autocast():
-            feature = self.obs_encoder(x.image, x.joint)
-            next_feature = self.obs_encoder_target(x.next_image, x.next_joint)
-            value = self.critic.v(feature).float()
-        return self.advantages(x, feature, next_feature).advantage, value
+            features = [encoder(x.image, x.joint) for encoder, *_ in folds]
+            next_features = [target(x.next_image, x.next_joint) for _, _, target, _ in folds]
+            value = self._held_out_value(features, x.fold)
+        return self.advantages(x, features, next_features).advantage, value
 
     def _update(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
         record = self.update(batch)
@@ -382,3 +473,21 @@ class MultimodalLatent(OfflineAgent):
     def _restore_arguments(self, arguments: dict[str, Any]) -> None:
         self.min_v = float(arguments["min_v"])
         self.max_v = float(arguments["max_v"])
+
+
+def _mse(prediction: torch.Tensor, target: torch.Tensor, keep: torch.Tensor | None
+         ) -> torch.Tensor:
+    """Mean squared error over the rows where ``keep`` (all rows when None)."""
+    if keep is None:
+        return F.mse_loss(prediction, target)
+    squared = (prediction - target).pow(2) * keep
+    return squared.sum() / (keep.sum() * prediction.shape[1]).clamp(min=1)
+
+
+def episode_fold(episode: torch.Tensor, folds: int) -> torch.Tensor:
+    """The critic fold of each episode index: a fixed hash (splitmix64's mix), so folds do
+    not follow the order in which episodes were recorded."""
+    x = episode.to(torch.int64) * -7046029254386353131  # 0x9E3779B97F4A7C15, wrapping
+    x = (x ^ (x >> 30)) * -4658895280553007687  # 0xBF58476D1CE4E5B9
+    x = (x ^ (x >> 27)) * -7723592293110705685  # 0x94D049BB133111EB
+    return (x ^ (x >> 31)).remainder(folds)
