@@ -1,7 +1,8 @@
 """Small in-memory transition sources for the learning-core tests (issue 3).
 
 ``ArrayTransitions`` implements exactly what the agents use of a replay buffer:
-``sample(batch_size)``, ``statistics`` and ``image_size``.
+``sample(batch_size, discount)``, ``statistics`` and ``image_size``. Its rows are in episode
+order: a row with ``not_done`` 0 ends an episode.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from lapo_ros.lapo.data.batch import DatasetStatistics, TransitionBatch
 
 
 class ArrayTransitions:
-    """Transitions held as numpy arrays, sampled uniformly with a seeded generator."""
+    """Transitions held as numpy arrays, sampled uniformly with a seeded generator; batches
+    carry each row's episode index and, when sampled with a discount, its return-to-go."""
 
     def __init__(
         self,
@@ -35,6 +37,8 @@ class ArrayTransitions:
             "next_joint": next_joint.astype(np.float32),
             "not_done": not_done.reshape(-1, 1).astype(np.float32),
         }
+        ends = self.arrays["not_done"][:, 0] == 0
+        self.episode = np.concatenate([[0], np.cumsum(ends)[:-1]]).astype(np.int64)
         self.image_size = int(image.shape[-1])
         self.rng = np.random.default_rng(seed)
         self.statistics = DatasetStatistics(
@@ -52,11 +56,26 @@ class ArrayTransitions:
     def __len__(self) -> int:
         return len(self.arrays["action"])
 
-    def batch(self, index: np.ndarray) -> TransitionBatch:
-        return TransitionBatch(**{k: torch.from_numpy(v[index]) for k, v in self.arrays.items()})
+    def return_to_go(self, discount: float) -> np.ndarray:
+        """Discounted reward sum to each row's episode end; NaN where the rows stop before
+        the episode ends (a timed-out episode)."""
+        reward, not_done = self.arrays["reward"][:, 0], self.arrays["not_done"][:, 0]
+        returns = np.empty(len(self), np.float32)
+        following = np.nan if not_done[-1] else 0.0
+        for row in range(len(self) - 1, -1, -1):
+            following = reward[row] + (discount * following if not_done[row] else 0.0)
+            returns[row] = following
+        return returns.reshape(-1, 1)
 
-    def sample(self, batch_size: int) -> TransitionBatch:
-        return self.batch(self.rng.integers(0, len(self), size=batch_size))
+    def batch(self, index: np.ndarray, discount: float | None = None) -> TransitionBatch:
+        batch = TransitionBatch(**{k: torch.from_numpy(v[index]) for k, v in self.arrays.items()},
+                                episode=torch.from_numpy(self.episode[index]))
+        if discount is not None:
+            batch.return_to_go = torch.from_numpy(self.return_to_go(discount)[index])
+        return batch
+
+    def sample(self, batch_size: int, discount: float | None = None) -> TransitionBatch:
+        return self.batch(self.rng.integers(0, len(self), size=batch_size), discount)
 
 
 def random_transitions(

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
-from lapo_core_data import random_transitions
+from lapo_core_data import ArrayTransitions, random_transitions
 from lapo_reference import lapo_iteration, snapshot
 
 from lapo_ros.lapo import MultimodalLatent
@@ -107,6 +108,7 @@ def test_each_critic_fold_fits_the_episodes_outside_it_and_scores_the_rest():
     batch = data.sample(16)
     agents = [MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3, critic_folds=2,
                                **TINY) for _ in range(2)]
+    batch.episode = None
     with pytest.raises(ValueError, match="episode"):
         agents[0].update(batch)
     batch.episode = torch.arange(16)
@@ -162,3 +164,17 @@ def test_critic_folds_round_trip_through_a_checkpoint_and_one_fold_reads_older_f
         del payload["modules"][name]  # written before critic folds existed
     torch.save(payload, tmp_path / "older.pt")
     MultimodalLatent.from_checkpoint(tmp_path / "older.pt", device="cpu")
+
+
+def test_array_transitions_carry_episodes_and_returns_like_the_replay_buffer():
+    arrays = random_transitions(n=12, image_size=16, seed=7).arrays
+    arrays["not_done"][:, 0] = [1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 1, 1]
+    data = ArrayTransitions(**arrays)
+    assert data.episode.tolist() == [0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4, 4]
+    returns = data.return_to_go(0.5)[:, 0]
+    reward = data.arrays["reward"][:, 0]
+    assert returns[0] == pytest.approx(reward[0] + 0.5 * reward[1] + 0.25 * reward[2])
+    assert returns[5] == pytest.approx(reward[5])
+    assert np.isnan(returns[10:]).all()  # the rows stop before episode 4 ends
+    batch = data.batch(np.array([0, 5]), discount=0.5)
+    assert batch.episode.tolist() == [0, 2] and batch.return_to_go.shape == (2, 1)
