@@ -178,22 +178,3 @@ def test_array_transitions_carry_episodes_and_returns_like_the_replay_buffer():
     assert np.isnan(returns[10:]).all()  # the rows stop before episode 4 ends
     batch = data.batch(np.array([0, 5]), discount=0.5)
     assert batch.episode.tolist() == [0, 2] and batch.return_to_go.shape == (2, 1)
-
-
-def test_the_weighted_action_head_weighs_its_rows_by_the_advantage_before_the_critic_step():
-    data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=8)
-    data.arrays["reward"] -= 0.5
-    agent = MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
-                             weighted_action_head=True, **TINY)
-    batch = data.sample(16)
-    agent.set_training(True)
-    x = agent._inputs(batch)
-    with torch.no_grad():
-        feature = agent.obs_encoder(x.image, x.joint)
-        next_feature = agent.obs_encoder_target(x.next_image, x.next_joint)
-        weight = agent.advantages(x, [feature], [next_feature]).weight
-        expected = (weight * (agent.critic.predict_action(feature) - x.action).pow(2)).mean()
-    record = agent.update(batch)
-    torch.testing.assert_close(record.critic.losses["encoder_action_loss"], expected,
-                               rtol=1e-5, atol=1e-6)
-    assert weight.unique().numel() == 2  # both weights occur: the rows are really weighed

@@ -116,9 +116,6 @@ class LAPOConfig(AgentConfig):
     # train on detached features. Without it: 8% success against 72% in the sim benchmark
     # (BENCHMARKS.md, learning ablations).
     encoder_action_weight: float = 1.0
-    # The action head's rows weighted like the VAE's (expectile weights of the advantage
-    # under the critic before its step): the encoder learns the actions worth imitating
-    weighted_action_head: bool = False
     # optimisers
     critic_lr: float = 2e-4  # critic + observation encoder
     actor_vae_lr: float = 2e-4

@@ -301,12 +301,8 @@ class MultimodalLatent(OfflineAgent):
                 next_features = [target(x.next_image, x.next_joint)
                                  for _, _, target, _ in folds]
                 action = self._target_policy_action(features[0].detach(), noise=True)
-        head_weight = None
-        if self.config.weighted_action_head and self.config.encoder_action_weight > 0:
-            head_weight = self.advantages(x, [f.detach() for f in features],
-                                          next_features).weight
         fitted = [self._fit_critic(x, k, critic, critic_target, features[k], next_features[k],
-                                   action, head_weight)
+                                   action)
                   for k, (_, critic, _, critic_target) in enumerate(folds)]
         loss = sum(losses.pop("loss") for _, losses in fitted)
         losses = {name: torch.stack([fold_losses[name] for _, fold_losses in fitted]).mean()
@@ -325,12 +321,10 @@ class MultimodalLatent(OfflineAgent):
         )
 
     def _fit_critic(self, x: UpdateInputs, fold: int, critic: Critic, critic_target: Critic,
-                    feature: torch.Tensor, next_feature: torch.Tensor, policy_action: torch.Tensor,
-                    head_weight: torch.Tensor | None
+                    feature: torch.Tensor, next_feature: torch.Tensor, policy_action: torch.Tensor
                     ) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
         """One critic's targets and losses on the episodes outside ``fold``: ((target_q,
-        target_v, q1, v), losses with the weighted sum under "loss"); ``head_weight``
-        weighs the action head's rows (None: uniform)."""
+        target_v, q1, v), losses with the weighted sum under "loss")."""
         with self._autocast():
             with torch.no_grad():
                 target_q = x.reward + x.discount * critic.v(next_feature).float()
@@ -348,7 +342,7 @@ class MultimodalLatent(OfflineAgent):
         if self.config.encoder_action_weight > 0:
             with self._autocast():
                 predicted = critic.predict_action(feature).float()
-            losses["encoder_action_loss"] = _mse(predicted, x.action, keep, head_weight)
+            losses["encoder_action_loss"] = _mse(predicted, x.action, keep)
             loss = loss + self.config.encoder_action_weight * losses["encoder_action_loss"]
         losses["loss"] = loss
         return (target_q, target_v, q1.detach().float(), v.detach().float()), losses
@@ -481,18 +475,13 @@ class MultimodalLatent(OfflineAgent):
         self.max_v = float(arguments["max_v"])
 
 
-def _mse(prediction: torch.Tensor, target: torch.Tensor, keep: torch.Tensor | None,
-         weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean squared error over the rows where ``keep`` (all rows when None), each row
-    scaled by ``weight`` ([B, 1]) when given."""
-    if keep is None and weight is None:
-        return F.mse_loss(prediction, target)
-    squared = (prediction - target).pow(2)
-    if weight is not None:
-        squared = squared * weight
+def _mse(prediction: torch.Tensor, target: torch.Tensor, keep: torch.Tensor | None
+         ) -> torch.Tensor:
+    """Mean squared error over the rows where ``keep`` (all rows when None)."""
     if keep is None:
-        return squared.mean()
-    return (squared * keep).sum() / (keep.sum() * prediction.shape[1]).clamp(min=1)
+        return F.mse_loss(prediction, target)
+    squared = (prediction - target).pow(2) * keep
+    return squared.sum() / (keep.sum() * prediction.shape[1]).clamp(min=1)
 
 
 def episode_fold(episode: torch.Tensor, folds: int) -> torch.Tensor:
