@@ -178,3 +178,21 @@ def test_array_transitions_carry_episodes_and_returns_like_the_replay_buffer():
     assert np.isnan(returns[10:]).all()  # the rows stop before episode 4 ends
     batch = data.batch(np.array([0, 5]), discount=0.5)
     assert batch.episode.tolist() == [0, 2] and batch.return_to_go.shape == (2, 1)
+
+
+def test_with_vae_encoder_gradient_the_vae_step_also_trains_the_deployed_encoder():
+    data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=9)
+    batch = data.sample(16)
+    agents = {flag: MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
+                                     vae_encoder_gradient=flag, **TINY)
+              for flag in (False, True)}
+    held = {id(p) for group in agents[True].actorvae_optimizer.param_groups
+            for p in group["params"]}
+    assert {id(p) for p in agents[True].obs_encoder.parameters()} <= held
+    records = {flag: agent.update(batch) for flag, agent in agents.items()}
+    # the same critic step, then the VAE's gradient moves the encoder of one agent only
+    torch.testing.assert_close(records[True].critic.losses["critic_loss"],
+                               records[False].critic.losses["critic_loss"])
+    assert any(not torch.equal(mine, theirs) for mine, theirs in zip(
+        agents[True].obs_encoder.parameters(), agents[False].obs_encoder.parameters(),
+        strict=True))

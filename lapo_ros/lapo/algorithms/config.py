@@ -116,6 +116,10 @@ class LAPOConfig(AgentConfig):
     # train on detached features. Without it: 8% success against 72% in the sim benchmark
     # (BENCHMARKS.md, learning ablations).
     encoder_action_weight: float = 1.0
+    # The VAE's weighted loss also trains the encoder (the actor-VAE optimizer holds it too;
+    # one more encoder pass per update). With success-only weights it lifts the sim from 42%
+    # to 94% (BENCHMARKS.md, "what limits the default")
+    vae_encoder_gradient: bool = False
     # optimisers
     critic_lr: float = 2e-4  # critic + observation encoder
     actor_vae_lr: float = 2e-4

@@ -217,7 +217,11 @@ class MultimodalLatent(OfflineAgent):
                                    *({"params": module.parameters()}
                                      for module in (*fold_critics, *fold_encoders))],
                                   config.critic_lr, fused),
-            actorvae_optimizer=adam(actor_vae.parameters(), config.actor_vae_lr, fused),
+            actorvae_optimizer=adam(
+                [{"params": actor_vae.parameters()},
+                 *([{"params": obs_encoder.parameters()}] if config.vae_encoder_gradient
+                   else [])],
+                config.actor_vae_lr, fused),
             actor_optimizer=adam(actor.parameters(), config.actor_lr, fused),
         )
 
@@ -387,7 +391,8 @@ class MultimodalLatent(OfflineAgent):
 
     def vae_step(self, feature: torch.Tensor, action: torch.Tensor,
                  weight: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Step 3: the advantage-weighted conditional VAE on detached features."""
+        """Step 3: the advantage-weighted conditional VAE on detached features (live ones
+        with ``vae_encoder_gradient``: its optimizer then steps the encoder too)."""
         with self._autocast():
             reconstruction, _, mean, log_var = self.actor_vae(feature, action, self.generator)
         mean, log_var = mean.float(), log_var.float()
@@ -428,7 +433,11 @@ class MultimodalLatent(OfflineAgent):
         x = self._inputs(batch)
         critic = self.critic_step(x)
         advantages = self.advantages(x, critic.fold_features, critic.fold_next_features)
-        vae = self.vae_step(critic.feature, x.action, advantages.weight)
+        vae_feature = critic.feature
+        if self.config.vae_encoder_gradient:  # a live feature: the VAE step trains the encoder
+            with self._autocast():
+                vae_feature = self.obs_encoder(x.image, x.joint)
+        vae = self.vae_step(vae_feature, x.action, advantages.weight)
         actor = self.actor_step(critic, x.fold)
         self.sync_targets()
         self.total_it += 1
