@@ -23,7 +23,11 @@ critic's action head (on by default, see ``LAPOConfig.encoder_action_weight``), 
 0.05 instead of 0.005 (see ``LAPOConfig.tau``) and, opt-in, DrQ's random shift of the
 training images (``random_shift``) and the return estimate of step 2
 (``advantage_estimate="return"``: ``G - V(f)``, G the recorded discounted return-to-go,
-one-step where the episode timed out; batches then carry ``return_to_go``). Joints and
+one-step where the episode timed out; batches then carry ``return_to_go``), cross-fitted
+critics (``critic_folds`` K > 1: K encoder + critic pairs, pair k fitted on the episodes
+outside fold k; each transition's advantage and actor gradient from its held-out pair; the
+policy reads pair 0's features) and the VAE's loss training the encoder
+(``vae_encoder_gradient``); BENCHMARKS.md (learning) measures each. Joints and
 actions are z-scored with the dataset's statistics inside (``models/normalization.py``);
 images stay uint8 until they reach the training device. The agent uses the replay buffer
 only through ``sample(batch_size, discount)``,
