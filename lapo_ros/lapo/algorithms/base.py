@@ -218,7 +218,7 @@ class OfflineAgent:
         totals: dict[str, torch.Tensor] = {}
         discount = self.return_discount
         for _ in range(iterations):
-            if discount is None:
+            if discount is None:  # sources written for the seed take batch_size only
                 batch = self.replay_buffer.sample(batch_size)
             else:
                 batch = self.replay_buffer.sample(batch_size, discount=discount)

@@ -118,7 +118,7 @@ class LAPOConfig(AgentConfig):
     encoder_action_weight: float = 1.0
     # The VAE's weighted loss also trains the encoder (the actor-VAE optimizer holds it too;
     # one more encoder pass per update). With success-only weights it lifts the sim from 42%
-    # to 94% (BENCHMARKS.md, "what limits the default")
+    # to 94% (one seed, scratch harness: BENCHMARKS.md, "what limits the default")
     vae_encoder_gradient: bool = False
     # optimisers
     critic_lr: float = 2e-4  # critic + observation encoder

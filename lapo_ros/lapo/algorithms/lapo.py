@@ -303,12 +303,9 @@ class MultimodalLatent(OfflineAgent):
         """Step 1: fit Q1, Q2 and V (and the action head) of every critic fold on the
         episodes outside it; steps the critics and their encoders."""
         folds = self._folds()
-        with self._autocast():
-            features = [encoder(x.image, x.joint) for encoder, *_ in folds]
-            with torch.no_grad():
-                next_features = [target(x.next_image, x.next_joint)
-                                 for _, _, target, _ in folds]
-                action = self._target_policy_action(features[0].detach(), noise=True)
+        features, next_features = self._encode(x)
+        with torch.no_grad(), self._autocast():
+            action = self._target_policy_action(features[0].detach(), noise=True)
         fitted = [self._fit_critic(x, k, critic, critic_target, features[k], next_features[k],
                                    action)
                   for k, (_, critic, _, critic_target) in enumerate(folds)]
@@ -327,6 +324,15 @@ class MultimodalLatent(OfflineAgent):
             q1=q1, v=v, losses={k: value.detach() for k, value in losses.items()},
             encoder_grad_norm=encoder_grad_norm,
         )
+
+    def _encode(self, x: UpdateInputs) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every critic fold's enc(s) (with gradients when enabled) and enc_target(s')."""
+        folds = self._folds()
+        with self._autocast():
+            features = [encoder(x.image, x.joint) for encoder, *_ in folds]
+            with torch.no_grad():
+                next_features = [target(x.next_image, x.next_joint) for _, _, target, _ in folds]
+        return features, next_features
 
     def _fit_critic(self, x: UpdateInputs, fold: int, critic: Critic, critic_target: Critic,
                     feature: torch.Tensor, next_feature: torch.Tensor, policy_action: torch.Tensor
@@ -453,10 +459,8 @@ class MultimodalLatent(OfflineAgent):
         them but in eval mode and without image shifts; updates nothing (diagnostics)."""
         self.set_training(False)
         x = self._inputs(batch, augment=False)
-        folds = self._folds()
+        features, next_features = self._encode(x)
         with self._autocast():
-            features = [encoder(x.image, x.joint) for encoder, *_ in folds]
-            next_features = [target(x.next_image, x.next_joint) for _, _, target, _ in folds]
             value = self._held_out_value(features, x.fold)
         return self.advantages(x, features, next_features).advantage, value
 
