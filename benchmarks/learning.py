@@ -15,7 +15,7 @@ no worse than BC.
     python benchmarks/learning.py [--quick] [--out FILE.md] [--seeds 3] [--steps 1000]
                                   [--episodes 80] [--datasets expert heterogeneous]
                                   [--config config/train.yaml] [--lapo-set KEY=VALUE ...]
-                                  [--progress-scale 1.0] [--advantages]
+                                  [--progress-scale 1.0] [--advantages] [--prior-mean]
 """
 
 from __future__ import annotations
@@ -107,14 +107,43 @@ def train_agent(algo: str, data: Path, run_dir: Path, config: Path, overrides: d
     return trainer.agent
 
 
-def closed_loop_success(agent, sim: SimConfig, episodes: int) -> tuple[float, float, float]:
-    """(success rate, blue-touch rate, mean final fingertip distance to the red target in cm)."""
+def prior_mean_policy(agent):
+    """LAPO's deployed policy with the actor's latent replaced by the prior's mean (z = 0):
+    the advantage-weighted VAE's decoder alone."""
+    import torch
+
+    class PriorMean(torch.nn.Module):
+        def forward(self, feature: torch.Tensor) -> torch.Tensor:
+            return feature.new_zeros(feature.shape[0], agent.latent_dim)
+
+    policy = agent.deployable_policy()
+    policy.head.actor = PriorMean()
+    return policy
+
+
+def closed_loop_success(agent, sim: SimConfig, episodes: int, policy=None
+                        ) -> tuple[float, float, float]:
+    """(success rate, blue-touch rate, mean final fingertip distance to the red target in cm)
+    of ``agent``'s greedy action, or of ``policy`` (a ``DeployablePolicy``) when given."""
+    import torch
+
+    from lapo_ros.lapo.models.policy import observation_arrays
+
+    def act(obs) -> np.ndarray:
+        if policy is None:
+            return agent.select_action(obs["left"], obs["right"], obs["global"], obs["joint"])
+        image, joint = observation_arrays(obs["left"], obs["right"], obs["global"],
+                                          obs["joint"], agent.config.image_size,
+                                          policy.joint_dim)
+        with torch.no_grad():
+            return policy(torch.from_numpy(image)[None], torch.from_numpy(joint)[None])[0].numpy()
+
     env = DualArmReachEnv(sim)
     successes, failures, distances = 0, 0, []
     for index in range(episodes):
         obs, _ = env.reset(EVAL_SEED + index)
         while True:
-            action = agent.select_action(obs["left"], obs["right"], obs["global"], obs["joint"])
+            action = act(obs)
             obs, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:
                 break
@@ -180,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--advantages", action="store_true",
                         help="add a table of each LAPO's one-step advantages per demonstrator "
                         "kind (the VAE's weights: expectile where positive)")
+    parser.add_argument("--prior-mean", action="store_true",
+                        help="add a column: LAPO's success with the decoder at z = 0 (the "
+                        "prior's mean instead of the actor's latent: the weighted VAE alone)")
     args = parser.parse_args(argv)
     from lapo_ros.lapo.training.config import TrainConfigError, load_train_config
 
@@ -211,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(
         "Closed-loop success in the sim: LAPO vs BC (ratios vs BC and vs the scripted expert)",
         ["data", "algorithm", "success per seed", "mean success", "vs BC", "vs expert",
-         "touched blue", "final distance to red (cm)", "train s/policy"])
+         "touched blue", "final distance to red (cm)", "train s/policy",
+         *(["LAPO decoder at z = 0"] if args.prior_mean else [])])
     by_kind = Table(
         "LAPO's one-step advantage per demonstrator kind, all transitions (mean over seeds)",
         ["data", "demonstrator", "mean advantage", "advantage > 0", "first 5 steps: mean "
@@ -225,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             demo_success, kinds = make_dataset(data, fractions, sizes["episodes"], sim, seed=0)
             rows = {}
             for algo in args.algorithms:
-                scores, seconds, blues, distances, diagnosed = [], [], [], [], []
+                scores, seconds, blues, distances, diagnosed, priors = [], [], [], [], [], []
                 for seed in range(sizes["seeds"]):
                     begin = time.perf_counter()
                     agent = train_agent(algo, data, Path(tmp) / f"{name}_{algo}_{seed}",
@@ -236,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
                     scores.append(success)
                     if algo == "lapo" and args.advantages:
                         diagnosed.append(advantages_by_kind(agent, data, kinds))
+                    if algo == "lapo" and args.prior_mean:
+                        priors.append(closed_loop_success(agent, sim, sizes["eval_episodes"],
+                                                          prior_mean_policy(agent))[0])
                     blues.append(blue)
                     distances.append(distance)
                     print(f"{name} {algo} seed {seed}: success {success:.0%}, touched blue "
@@ -249,17 +285,19 @@ def main(argv: list[str] | None = None) -> int:
                                     f"{mean['positive']:.0%}", f"{mean['first_advantage']:+.3f}",
                                     f"{mean['first_positive']:.0%}", f"{mean['first_value']:+.2f}")
                 rows[algo] = (scores, float(np.mean(blues)), float(np.mean(distances)),
-                              float(np.mean(seconds)))
+                              float(np.mean(seconds)), priors)
             for algo, label in (("bc", "BC (MSE)"), ("lapo", "LAPO")):
                 if algo not in rows:
                     continue
-                scores, blue, distance, seconds = rows[algo]
+                scores, blue, distance, seconds, priors = rows[algo]
                 table.add_row(f"{name} ({demo_success:.0%} demos succeed)", label,
                               " / ".join(f"{s:.0%}" for s in scores),
                               f"{means[name, algo]:.0%}",
                               ratio(means[name, algo], means.get((name, "bc"), float("nan"))),
                               ratio(means[name, algo], expert), f"{blue:.0%}", f"{distance:.1f}",
-                              f"{seconds:.0f}")
+                              f"{seconds:.0f}",
+                              *([" / ".join(f"{s:.0%}" for s in priors) or "-"]
+                                if args.prior_mean else []))
     table.notes = [
         f"Baseline of this run: the scripted expert succeeds on {expert:.0%} of the "
         f"{sizes['eval_episodes']} evaluation layouts (seeds {EVAL_SEED}+, unseen in training).",

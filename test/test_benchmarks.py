@@ -321,10 +321,13 @@ def test_learning_ablation_overrides_one_lapo_setting_and_names_it(tmp_path):
     out = tmp_path / "ablation.md"
     completed = run_script(BENCHMARKS / "learning.py", "--quick", "--datasets",
                            "heterogeneous", "--algorithms", "lapo", "--lapo-set",
-                           "encoder_action_weight=0", "--advantages", "--out", str(out))
+                           "encoder_action_weight=0", "--advantages", "--prior-mean",
+                           "--out", str(out))
     assert completed.returncode == 0, completed.stderr
     assert "LAPO changed by --lapo-set: {'encoder_action_weight': 0}" in out.read_text()
-    _, by_kind = markdown_tables(out.read_text()).values()
+    success, by_kind = markdown_tables(out.read_text()).values()
+    (row,) = success[1:]
+    assert row[success[0].index("LAPO decoder at z = 0")] in {"0%", "50%", "100%"}
     header, body = by_kind[0], by_kind[1:]
     assert [row[:2] for row in body] == [["heterogeneous", kind]
                                          for kind in ("expert", "noisy", "wrong_target")]
