@@ -130,8 +130,7 @@ def test_each_critic_fold_fits_the_episodes_outside_it_and_scores_the_rest():
     agent = agents[0]
     x = agent._inputs(batch)
     critic = agent.critic_step(x)
-    advantage = agent.advantages(x, critic.fold_features, critic.fold_next_features,
-                                 critic.next_feature).advantage
+    advantage = agent.advantages(x, critic.fold_features, critic.fold_next_features).advantage
     with torch.no_grad():
         next_feature = critic.next_feature  # the policy reads fold 0's features
         next_action = agent.actor_vae_target.decode_latent(
@@ -181,53 +180,19 @@ def test_array_transitions_carry_episodes_and_returns_like_the_replay_buffer():
     assert batch.episode.tolist() == [0, 2] and batch.return_to_go.shape == (2, 1)
 
 
-def test_the_policy_encoder_is_the_critics_shared_with_the_vae_or_its_own(tmp_path):
+def test_with_vae_encoder_gradient_the_vae_step_also_trains_the_deployed_encoder():
     data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=9)
     batch = data.sample(16)
-    agents = {mode: MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
-                                     policy_encoder=mode, **TINY)
-              for mode in ("critic", "shared", "own")}
-
-    def params(module):
-        return {id(p) for p in module.parameters()}
-
-    def held(optimizer):
-        return {id(p) for group in optimizer.param_groups for p in group["params"]}
-
-    assert agents["critic"].policy_encoder is agents["critic"].obs_encoder
-    assert params(agents["shared"].obs_encoder) <= held(agents["shared"].actorvae_optimizer)
-    own = agents["own"]
-    assert own.policy_encoder is not own.obs_encoder
-    assert own._policy.obs_encoder is own.policy_encoder  # the deployed policy reads it
-    assert params(own.policy_encoder) <= held(own.actorvae_optimizer)
-    assert not params(own.policy_encoder) & held(own.critic_optimizer)
-    assert not params(own.obs_encoder) & held(own.actorvae_optimizer)
-    before = {mode: copy.deepcopy(agent.modules.networks()) for mode, agent in agents.items()}
-    records = {mode: agent.update(batch) for mode, agent in agents.items()}
-    # the same critic step (same seed, same critic encoder), then the VAE's gradient moves
-    # the critic's encoder when shared, and only the policy's own encoder when "own"
-    for mode in ("shared", "own"):
-        torch.testing.assert_close(records[mode].critic.losses["critic_loss"],
-                                   records["critic"].critic.losses["critic_loss"])
-
-    def moved(mode, name):
-        old, new = before[mode][name], agents[mode].modules.networks()[name]
-        return any(not torch.equal(a, b) for a, b in zip(old.parameters(), new.parameters(),
-                                                         strict=True))
-
-    assert any(not torch.equal(a, b) for a, b in zip(
-        agents["shared"].obs_encoder.parameters(), agents["critic"].obs_encoder.parameters(),
+    agents = {flag: MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
+                                     vae_encoder_gradient=flag, **TINY)
+              for flag in (False, True)}
+    held = {id(p) for group in agents[True].actorvae_optimizer.param_groups
+            for p in group["params"]}
+    assert {id(p) for p in agents[True].obs_encoder.parameters()} <= held
+    records = {flag: agent.update(batch) for flag, agent in agents.items()}
+    # the same critic step, then the VAE's gradient moves the encoder of one agent only
+    torch.testing.assert_close(records[True].critic.losses["critic_loss"],
+                               records[False].critic.losses["critic_loss"])
+    assert any(not torch.equal(mine, theirs) for mine, theirs in zip(
+        agents[True].obs_encoder.parameters(), agents[False].obs_encoder.parameters(),
         strict=True))
-    for a, b in zip(agents["own"].obs_encoder.parameters(),
-                    agents["critic"].obs_encoder.parameters(), strict=True):
-        torch.testing.assert_close(a, b)
-    assert moved("own", "policy_encoders") and moved("own", "policy_encoders_target")
-    # the policy's own encoder round-trips through a checkpoint and acts as saved
-    own.save(tmp_path / "own.pt")
-    restored = MultimodalLatent.from_checkpoint(tmp_path / "own.pt", device="cpu")
-    assert restored.config.policy_encoder == "own"
-    cameras = [np.random.default_rng(k).integers(0, 255, (16, 16, 3), np.uint8)
-               for k in range(3)]
-    joint = np.linspace(-0.5, 0.5, 5, dtype=np.float32)
-    np.testing.assert_allclose(restored.select_action(*cameras, joint),
-                               own.select_action(*cameras, joint), rtol=1e-5, atol=1e-6)

@@ -16,7 +16,6 @@ from lapo_ros.common.validation import check_fields, typed_value, unknown_keys
 
 AUTOCAST_DTYPES = ("bfloat16", "float16")
 ADVANTAGE_ESTIMATES = ("one_step", "return")
-POLICY_ENCODERS = ("critic", "shared", "own")
 C = TypeVar("C", bound="AgentConfig")
 
 
@@ -117,12 +116,10 @@ class LAPOConfig(AgentConfig):
     # train on detached features. Without it: 8% success against 72% in the sim benchmark
     # (BENCHMARKS.md, learning ablations).
     encoder_action_weight: float = 1.0
-    # Which encoder the actor and the VAE read (and the deployed policy runs). "critic"
-    # (the seed's): critic fold 0's, trained by the critic loss only (detached features).
-    # "shared": the same encoder, and the VAE's weighted loss trains it too. "own": an encoder
-    # of the policy's own, trained by the VAE's weighted loss only, so the critics' features
-    # (and the advantages they give) stay the critic loss's. One more encoder pass per update
-    policy_encoder: str = "critic"
+    # The VAE's weighted loss also trains the encoder (the actor-VAE optimizer holds it too;
+    # one more encoder pass per update). With success-only weights it lifts the sim from 42%
+    # to 94% (one seed, scratch harness: BENCHMARKS.md, "what limits the default")
+    vae_encoder_gradient: bool = False
     # optimisers
     critic_lr: float = 2e-4  # critic + observation encoder
     actor_vae_lr: float = 2e-4
@@ -138,8 +135,6 @@ class LAPOConfig(AgentConfig):
             "advantage_estimate": (self.advantage_estimate in ADVANTAGE_ESTIMATES,
                                    f"must be one of {ADVANTAGE_ESTIMATES}"),
             "critic_folds": self.critic_folds >= 1,
-            "policy_encoder": (self.policy_encoder in POLICY_ENCODERS,
-                               f"must be one of {POLICY_ENCODERS}"),
             "kl_beta": self.kl_beta >= 0.0,
             "max_latent_action": self.max_latent_action > 0.0,
             "doubleq_min": 0.0 <= self.doubleq_min <= 1.0,

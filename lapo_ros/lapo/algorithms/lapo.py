@@ -26,9 +26,8 @@ training images (``random_shift``) and the return estimate of step 2
 one-step where the episode timed out; batches then carry ``return_to_go``), cross-fitted
 critics (``critic_folds`` K > 1: K encoder + critic pairs, pair k fitted on the episodes
 outside fold k; each transition's advantage and actor gradient from its held-out pair; the
-policy reads pair 0's features) and the encoder the policy reads (``policy_encoder``:
-the critic's, the critic's also trained by the VAE loss, or its own trained by the VAE
-loss only); BENCHMARKS.md (learning) measures each. Joints and
+policy reads pair 0's features) and the VAE's loss training the encoder
+(``vae_encoder_gradient``); BENCHMARKS.md (learning) measures each. Joints and
 actions are z-scored with the dataset's statistics inside (``models/normalization.py``);
 images stay uint8 until they reach the training device. The agent uses the replay buffer
 only through ``sample(batch_size, discount)``,
@@ -83,22 +82,11 @@ class UpdateInputs:
 
 
 @dataclass
-class Features:
-    """An update's observation features: every critic fold's and the policy's."""
-
-    critic: list[torch.Tensor]  # enc(s) of each critic fold (0 first), with gradients
-    next_critic: list[torch.Tensor]  # enc_target(s') of each critic fold
-    policy: torch.Tensor  # the policy encoder's enc(s): with gradients only when "own"
-    next_policy: torch.Tensor  # its enc_target(s')
-
-
-@dataclass
 class CriticStep:
     """What ``critic_step`` computed: features (detached), targets, estimates, losses."""
 
-    feature: torch.Tensor  # the policy's enc(s) before the step, detached: the actor reads it
-    next_feature: torch.Tensor  # the policy's enc_target(s')
-    policy_feature: torch.Tensor  # the same enc(s), with its graph when policy_encoder "own"
+    feature: torch.Tensor  # enc(s) before the step, detached: what the actor and VAE read
+    next_feature: torch.Tensor  # enc_target(s')
     fold_features: list[torch.Tensor]  # the same through each critic fold's encoder (0 first)
     fold_next_features: list[torch.Tensor]
     # of the held-out fold's critic for each transition (the only critic at critic_folds 1)
@@ -147,9 +135,6 @@ class LAPOModules(AgentModules):
     fold_critics: nn.ModuleList
     fold_encoders_target: nn.ModuleList
     fold_critics_target: nn.ModuleList
-    # the policy's own encoder (LAPOConfig.policy_encoder "own"; else empty: it reads fold 0's)
-    policy_encoders: nn.ModuleList
-    policy_encoders_target: nn.ModuleList
     critic_optimizer: torch.optim.Adam  # every critic + its observation encoder
     actorvae_optimizer: torch.optim.Adam
     actor_optimizer: torch.optim.Adam
@@ -200,7 +185,7 @@ class MultimodalLatent(OfflineAgent):
         self.modules = self._build()
         # select_action runs the online encoder and actor with the target decoder (as LAPO)
         self._policy = DeployablePolicy(
-            self.policy_encoder,
+            self.obs_encoder,
             LatentPolicyHead(self.actor, self.actor_vae_target),
             self.joint_normalizer,
             self.action_scaler,
@@ -221,8 +206,6 @@ class MultimodalLatent(OfflineAgent):
             fold_encoders = nn.ModuleList(
                 self._encoder() for _ in range(config.critic_folds - 1))
             fold_critics = nn.ModuleList(self._critic() for _ in range(config.critic_folds - 1))
-            policy_encoders = nn.ModuleList(
-                [self._encoder()] if config.policy_encoder == "own" else [])
         fused = config.fused_adam
         return LAPOModules(
             obs_encoder=obs_encoder, critic=critic, actor=actor, actor_vae=actor_vae,
@@ -233,7 +216,6 @@ class MultimodalLatent(OfflineAgent):
             fold_encoders=fold_encoders, fold_critics=fold_critics,
             fold_encoders_target=frozen_copy(fold_encoders),
             fold_critics_target=frozen_copy(fold_critics),
-            policy_encoders=policy_encoders, policy_encoders_target=frozen_copy(policy_encoders),
             critic_optimizer=adam([{"params": critic.parameters()},
                                    {"params": obs_encoder.parameters()},
                                    *({"params": module.parameters()}
@@ -241,8 +223,7 @@ class MultimodalLatent(OfflineAgent):
                                   config.critic_lr, fused),
             actorvae_optimizer=adam(
                 [{"params": actor_vae.parameters()},
-                 *({"params": encoder.parameters()} for encoder in policy_encoders),
-                 *([{"params": obs_encoder.parameters()}] if config.policy_encoder == "shared"
+                 *([{"params": obs_encoder.parameters()}] if config.vae_encoder_gradient
                    else [])],
                 config.actor_vae_lr, fused),
             actor_optimizer=adam(actor.parameters(), config.actor_lr, fused),
@@ -259,15 +240,6 @@ class MultimodalLatent(OfflineAgent):
         return [(m.obs_encoder, m.critic, m.obs_encoder_target, m.critic_target),
                 *zip(m.fold_encoders, m.fold_critics, m.fold_encoders_target,
                      m.fold_critics_target, strict=True)]
-
-    @property
-    def policy_encoder(self) -> ImageJointEncoder:
-        """The encoder the actor, the VAE and the deployed policy read."""
-        return next(iter(self.policy_encoders), self.obs_encoder)
-
-    @property
-    def policy_encoder_target(self) -> ImageJointEncoder:
-        return next(iter(self.policy_encoders_target), self.obs_encoder_target)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.config.autocast_dtype, self.device)
@@ -331,10 +303,9 @@ class MultimodalLatent(OfflineAgent):
         """Step 1: fit Q1, Q2 and V (and the action head) of every critic fold on the
         episodes outside it; steps the critics and their encoders."""
         folds = self._folds()
-        encoded = self._encode(x)
-        features, next_features = encoded.critic, encoded.next_critic
+        features, next_features = self._encode(x)
         with torch.no_grad(), self._autocast():
-            action = self._target_policy_action(encoded.policy.detach(), noise=True)
+            action = self._target_policy_action(features[0].detach(), noise=True)
         fitted = [self._fit_critic(x, k, critic, critic_target, features[k], next_features[k],
                                    action)
                   for k, (_, critic, _, critic_target) in enumerate(folds)]
@@ -347,28 +318,21 @@ class MultimodalLatent(OfflineAgent):
         target_q, target_v, q1, v = (self._held_out(list(values), x.fold)
                                      for values in zip(*(fit for fit, _ in fitted), strict=True))
         return CriticStep(
-            feature=encoded.policy.detach(), next_feature=encoded.next_policy,
-            policy_feature=encoded.policy,
+            feature=features[0].detach(), next_feature=next_features[0],
             fold_features=[feature.detach() for feature in features],
             fold_next_features=next_features, target_q=target_q, target_v=target_v,
             q1=q1, v=v, losses={k: value.detach() for k, value in losses.items()},
             encoder_grad_norm=encoder_grad_norm,
         )
 
-    def _encode(self, x: UpdateInputs) -> Features:
-        """Every critic fold's and the policy's enc(s) (with gradients when enabled) and
-        enc_target(s'); the policy's are fold 0's unless it has its own encoder."""
+    def _encode(self, x: UpdateInputs) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every critic fold's enc(s) (with gradients when enabled) and enc_target(s')."""
         folds = self._folds()
         with self._autocast():
             features = [encoder(x.image, x.joint) for encoder, *_ in folds]
             with torch.no_grad():
                 next_features = [target(x.next_image, x.next_joint) for _, _, target, _ in folds]
-            if not self.policy_encoders:
-                return Features(features, next_features, features[0], next_features[0])
-            policy = self.policy_encoder(x.image, x.joint)
-            with torch.no_grad():
-                next_policy = self.policy_encoder_target(x.next_image, x.next_joint)
-        return Features(features, next_features, policy, next_policy)
+        return features, next_features
 
     def _fit_critic(self, x: UpdateInputs, fold: int, critic: Critic, critic_target: Critic,
                     feature: torch.Tensor, next_feature: torch.Tensor, policy_action: torch.Tensor
@@ -413,17 +377,15 @@ class MultimodalLatent(OfflineAgent):
 
     @torch.no_grad()
     def advantages(self, x: UpdateInputs, features: Sequence[torch.Tensor],
-                   next_features: Sequence[torch.Tensor], next_policy_feature: torch.Tensor
-                   ) -> Advantages:
+                   next_features: Sequence[torch.Tensor]) -> Advantages:
         """Step 2: the advantage against the updated V, and LAPO's expectile weight;
         ``features[k]`` = critic fold k's enc(s) before step 1, ``next_features[k]`` its
-        enc_target(s'), ``next_policy_feature`` the policy's enc_target(s'); each transition
-        reads its held-out fold. One-step (LAPO):
+        enc_target(s'); each transition reads its held-out fold. One-step (LAPO):
         r + gamma * q_mix(s', pi(s')) - V(s); "return": G - V(s) with the recorded
         return-to-go G, one-step where the episode timed out (G unknown)."""
         folds = self._folds()
         with self._autocast():
-            next_action = self._target_policy_action(next_policy_feature, noise=False)
+            next_action = self._target_policy_action(next_features[0], noise=False)
             value = self._held_out_value(features, x.fold)
             next_q = self._held_out(
                 [self._q_mix(critic_target, f, next_action).float()
@@ -440,7 +402,7 @@ class MultimodalLatent(OfflineAgent):
     def vae_step(self, feature: torch.Tensor, action: torch.Tensor,
                  weight: torch.Tensor) -> dict[str, torch.Tensor]:
         """Step 3: the advantage-weighted conditional VAE on detached features (live ones
-        when ``policy_encoder`` is "shared" or "own": its optimizer then steps that encoder)."""
+        with ``vae_encoder_gradient``: its optimizer then steps the encoder too)."""
         with self._autocast():
             reconstruction, _, mean, log_var = self.actor_vae(feature, action, self.generator)
         mean, log_var = mean.float(), log_var.float()
@@ -480,14 +442,11 @@ class MultimodalLatent(OfflineAgent):
         self.set_training(True)
         x = self._inputs(batch)
         critic = self.critic_step(x)
-        advantages = self.advantages(x, critic.fold_features, critic.fold_next_features,
-                                     critic.next_feature)
-        vae_feature = critic.policy_feature.detach()
-        if self.config.policy_encoder == "shared":  # live again after the critic's step
+        advantages = self.advantages(x, critic.fold_features, critic.fold_next_features)
+        vae_feature = critic.feature
+        if self.config.vae_encoder_gradient:  # a live feature: the VAE step trains the encoder
             with self._autocast():
                 vae_feature = self.obs_encoder(x.image, x.joint)
-        elif self.config.policy_encoder == "own":
-            vae_feature = critic.policy_feature
         vae = self.vae_step(vae_feature, x.action, advantages.weight)
         actor = self.actor_step(critic, x.fold)
         self.sync_targets()
@@ -500,11 +459,10 @@ class MultimodalLatent(OfflineAgent):
         them but in eval mode and without image shifts; updates nothing (diagnostics)."""
         self.set_training(False)
         x = self._inputs(batch, augment=False)
-        encoded = self._encode(x)
+        features, next_features = self._encode(x)
         with self._autocast():
-            value = self._held_out_value(encoded.critic, x.fold)
-        return self.advantages(x, encoded.critic, encoded.next_critic,
-                               encoded.next_policy).advantage, value
+            value = self._held_out_value(features, x.fold)
+        return self.advantages(x, features, next_features).advantage, value
 
     def _update(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
         record = self.update(batch)
