@@ -64,7 +64,8 @@ def advantages_by_kind(agent, data: Path, kinds: list[str], first_steps: int = 5
                        batch_size: int = 256) -> dict[str, dict[str, float]]:
     """LAPO's one-step advantage and V(s) over every transition of ``data`` (held-out
     episodes included), averaged per demonstrator kind: over all steps and over each
-    episode's first ``first_steps`` (where the demonstrators part ways)."""
+    episode's first ``first_steps`` (where the demonstrators part ways) and on its first
+    step alone (where they all start alike)."""
     import torch
 
     from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer, raw_to_batch
@@ -91,7 +92,8 @@ def advantages_by_kind(agent, data: Path, kinds: list[str], first_steps: int = 5
                         "positive": float((advantage[every] > 0).mean()),
                         "first_advantage": float(advantage[first].mean()),
                         "first_positive": float((advantage[first] > 0).mean()),
-                        "first_value": float(value[first].mean())}
+                        "first_value": float(value[first].mean()),
+                        "start_positive": float((advantage[first & (step == 0)] > 0).mean())}
     return result
 
 
@@ -248,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     by_kind = Table(
         "LAPO's one-step advantage per demonstrator kind, all transitions (mean over seeds)",
         ["data", "demonstrator", "mean advantage", "advantage > 0", "first 5 steps: mean "
-         "advantage", "first 5 steps: advantage > 0", "first 5 steps: V(s)"])
+         "advantage", "first 5 steps: advantage > 0", "first 5 steps: V(s)",
+         "first step: advantage > 0"])
     means: dict[tuple[str, str], float] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lapo_learning_") as tmp:
@@ -283,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                             for key in diagnosed[0][kind]}
                     by_kind.add_row(name, kind, f"{mean['advantage']:+.3f}",
                                     f"{mean['positive']:.0%}", f"{mean['first_advantage']:+.3f}",
-                                    f"{mean['first_positive']:.0%}", f"{mean['first_value']:+.2f}")
+                                    f"{mean['first_positive']:.0%}", f"{mean['first_value']:+.2f}",
+                                    f"{mean['start_positive']:.0%}")
                 rows[algo] = (scores, float(np.mean(blues)), float(np.mean(distances)),
                               float(np.mean(seconds)), priors)
             for algo, label in (("bc", "BC (MSE)"), ("lapo", "LAPO")):

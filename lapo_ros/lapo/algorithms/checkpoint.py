@@ -60,8 +60,9 @@ def load_states(path: str, modules: dict[str, Any], states: dict[str, Any]) -> N
     """``load_state_dict`` for every named module/optimizer, naming the one that fails."""
     for name, module in modules.items():
         if name not in states:
-            if isinstance(module, torch.nn.Module) and not module.state_dict():
-                continue  # nothing to restore (an empty list of critic folds)
+            if isinstance(module, torch.nn.Module) and not any(
+                    value.numel() for value in module.state_dict().values()):
+                continue  # nothing to restore (no critic folds, no episode seen yet)
             raise CheckpointError(f"checkpoint {path!r}: lacks {name!r}")
         try:
             module.load_state_dict(states[name])

@@ -16,6 +16,7 @@ from lapo_ros.common.validation import check_fields, typed_value, unknown_keys
 
 AUTOCAST_DTYPES = ("bfloat16", "float16")
 ADVANTAGE_ESTIMATES = ("one_step", "return")
+ADVANTAGE_SCOPES = ("step", "episode")
 C = TypeVar("C", bound="AgentConfig")
 
 
@@ -98,6 +99,12 @@ class LAPOConfig(AgentConfig):
     # - V(s). "return": G - V(s), G the recorded discounted return-to-go of the transition
     # (one-step where the episode timed out)
     advantage_estimate: str = "one_step"
+    # What the VAE weight's sign is taken of. "step" (LAPO): each transition's advantage.
+    # "episode": the running mean advantage of the transition's episode (an exponential
+    # average over the batches that drew it, rate tau), so a demonstration is imitated or
+    # not as a whole: after the first steps V(s) follows the demonstrator's choice and the
+    # per-step sign is noise along a wrong demonstration (BENCHMARKS.md, learning)
+    advantage_scope: str = "step"
     # Cross-fitted critics (K, 1 = LAPO): K encoder + critic pairs, pair k fitted on the
     # episodes outside fold k (fold = hash of the episode index); a transition's advantage
     # and its actor gradient come from the pair that never trained on its episode, so the
@@ -134,6 +141,8 @@ class LAPOConfig(AgentConfig):
             "expectile": 0.0 <= self.expectile <= 1.0,
             "advantage_estimate": (self.advantage_estimate in ADVANTAGE_ESTIMATES,
                                    f"must be one of {ADVANTAGE_ESTIMATES}"),
+            "advantage_scope": (self.advantage_scope in ADVANTAGE_SCOPES,
+                                f"must be one of {ADVANTAGE_SCOPES}"),
             "critic_folds": self.critic_folds >= 1,
             "kl_beta": self.kl_beta >= 0.0,
             "max_latent_action": self.max_latent_action > 0.0,

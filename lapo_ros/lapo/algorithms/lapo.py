@@ -79,6 +79,7 @@ class UpdateInputs:
     discount: torch.Tensor  # gamma * not_done, [B, 1]
     return_to_go: torch.Tensor | None  # [B, 1] (NaN: timed out); with the "return" estimate
     fold: torch.Tensor | None  # [B] critic fold of each transition's episode (critic_folds > 1)
+    episode: torch.Tensor | None  # [B] episode of each transition (advantage_scope "episode")
 
 
 @dataclass
@@ -100,9 +101,10 @@ class CriticStep:
 
 @dataclass
 class Advantages:
-    """What ``advantages`` computed: LAPO's one-step advantage and the VAE weight."""
+    """What ``advantages`` computed: the advantage and the VAE weight."""
 
     advantage: torch.Tensor  # [B, 1]
+    scored: torch.Tensor  # [B, 1], what the weight's sign is taken of (advantage_scope)
     weight: torch.Tensor  # [B, 1], the VAE loss weight
 
 
@@ -135,6 +137,7 @@ class LAPOModules(AgentModules):
     fold_critics: nn.ModuleList
     fold_encoders_target: nn.ModuleList
     fold_critics_target: nn.ModuleList
+    episode_advantage: EpisodeAdvantage  # running mean per episode (advantage_scope)
     critic_optimizer: torch.optim.Adam  # every critic + its observation encoder
     actorvae_optimizer: torch.optim.Adam
     actor_optimizer: torch.optim.Adam
@@ -216,6 +219,7 @@ class MultimodalLatent(OfflineAgent):
             fold_encoders=fold_encoders, fold_critics=fold_critics,
             fold_encoders_target=frozen_copy(fold_encoders),
             fold_critics_target=frozen_copy(fold_critics),
+            episode_advantage=EpisodeAdvantage(config.tau).to(device),
             critic_optimizer=adam([{"params": critic.parameters()},
                                    {"params": obs_encoder.parameters()},
                                    *({"params": module.parameters()}
@@ -275,14 +279,17 @@ class MultimodalLatent(OfflineAgent):
                     "return_to_go: sample them with discount=agent.return_discount"
                 )
             returns = batch.return_to_go.float().reshape(-1, 1)
-        fold = None
+        fold = episode = None
+        by_episode = {"critic_folds > 1": self.config.critic_folds > 1,
+                      "advantage_scope 'episode'": self.config.advantage_scope == "episode"}
+        for setting, needed in by_episode.items():
+            if needed and batch.episode is None:
+                raise ValueError(f"MultimodalLatent: {setting} needs batches with episode "
+                                 "(the replay buffer's batches carry it)")
         if self.config.critic_folds > 1:
-            if batch.episode is None:
-                raise ValueError(
-                    "MultimodalLatent: critic_folds > 1 needs batches with episode (the "
-                    "replay buffer's batches carry it)"
-                )
             fold = episode_fold(batch.episode, self.config.critic_folds)
+        if self.config.advantage_scope == "episode":
+            episode = batch.episode.to(torch.int64)
         return UpdateInputs(
             image=images(batch.image),  # s and s' shift independently (DrQ)
             next_image=images(batch.next_image),
@@ -293,6 +300,7 @@ class MultimodalLatent(OfflineAgent):
             discount=self.config.gamma * batch.not_done.float().reshape(-1, 1),
             return_to_go=returns,
             fold=fold,
+            episode=episode,
         )
 
     @property
@@ -377,12 +385,14 @@ class MultimodalLatent(OfflineAgent):
 
     @torch.no_grad()
     def advantages(self, x: UpdateInputs, features: Sequence[torch.Tensor],
-                   next_features: Sequence[torch.Tensor]) -> Advantages:
+                   next_features: Sequence[torch.Tensor], track: bool = True) -> Advantages:
         """Step 2: the advantage against the updated V, and LAPO's expectile weight;
         ``features[k]`` = critic fold k's enc(s) before step 1, ``next_features[k]`` its
         enc_target(s'); each transition reads its held-out fold. One-step (LAPO):
         r + gamma * q_mix(s', pi(s')) - V(s); "return": G - V(s) with the recorded
-        return-to-go G, one-step where the episode timed out (G unknown)."""
+        return-to-go G, one-step where the episode timed out (G unknown). With
+        ``advantage_scope`` "episode" the weight's sign is that of the episode's running mean
+        advantage, which ``track`` folds this batch into (off: diagnostics)."""
         folds = self._folds()
         with self._autocast():
             next_action = self._target_policy_action(next_features[0], noise=False)
@@ -395,9 +405,14 @@ class MultimodalLatent(OfflineAgent):
         if x.return_to_go is not None:
             recorded = torch.isfinite(x.return_to_go)
             advantage = torch.where(recorded, x.return_to_go.nan_to_num() - value, advantage)
+        scored = advantage
+        if x.episode is not None:
+            tracker = self.episode_advantage
+            scored = (tracker.update(x.episode, advantage[:, 0]) if track
+                      else tracker.lookup(x.episode, advantage[:, 0]))[:, None]
         expectile = self.config.expectile
-        weight = torch.where(advantage > 0, expectile, 1.0 - expectile)
-        return Advantages(advantage=advantage, weight=weight)
+        weight = torch.where(scored > 0, expectile, 1.0 - expectile)
+        return Advantages(advantage=advantage, scored=scored, weight=weight)
 
     def vae_step(self, feature: torch.Tensor, action: torch.Tensor,
                  weight: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -462,7 +477,7 @@ class MultimodalLatent(OfflineAgent):
         features, next_features = self._encode(x)
         with self._autocast():
             value = self._held_out_value(features, x.fold)
-        return self.advantages(x, features, next_features).advantage, value
+        return self.advantages(x, features, next_features, track=False).advantage, value
 
     def _update(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
         record = self.update(batch)
@@ -474,6 +489,7 @@ class MultimodalLatent(OfflineAgent):
             "target_q_mean": critic.target_q.mean(),
             "advantage_mean": advantage.mean(),
             "positive_advantage_share": (advantage > 0).float().mean(),
+            "positive_weight_share": (record.advantages.scored > 0).float().mean(),
             "encoder_grad_norm": critic.encoder_grad_norm,
         }
 
@@ -490,6 +506,50 @@ class MultimodalLatent(OfflineAgent):
     def _restore_arguments(self, arguments: dict[str, Any]) -> None:
         self.min_v = float(arguments["min_v"])
         self.max_v = float(arguments["max_v"])
+
+
+class EpisodeAdvantage(nn.Module):
+    """The running mean advantage of each episode: an exponential average (``rate`` per
+    batch that draws the episode; its first batch sets it) of its transitions' advantages.
+    Buffers grow with the largest episode index seen and are checkpointed."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate = float(rate)
+        self.register_buffer("mean", torch.zeros(0))
+        self.register_buffer("seen", torch.zeros(0, dtype=torch.bool))
+
+    def update(self, episode: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
+        """Fold a batch's advantages ([B]) into their episodes' means; each row's new mean."""
+        self._grow(int(episode.max()) + 1)
+        advantage = advantage.float()
+        sums = torch.zeros_like(self.mean).index_add_(0, episode, advantage)
+        counts = torch.zeros_like(self.mean).index_add_(0, episode, torch.ones_like(advantage))
+        drawn = counts > 0
+        batch_mean = sums[drawn] / counts[drawn]
+        old = self.mean[drawn]
+        self.mean[drawn] = torch.where(self.seen[drawn], old + self.rate * (batch_mean - old),
+                                       batch_mean)
+        self.seen |= drawn
+        return self.mean[episode]
+
+    def lookup(self, episode: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
+        """Each row's episode mean without changing it (the row's advantage where unseen)."""
+        self._grow(int(episode.max()) + 1)
+        return torch.where(self.seen[episode], self.mean[episode], advantage.float())
+
+    def _grow(self, size: int) -> None:
+        extra = size - self.mean.numel()
+        if extra > 0:
+            self.mean = torch.cat([self.mean, self.mean.new_zeros(extra)])
+            self.seen = torch.cat([self.seen, self.seen.new_zeros(extra)])
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        for name in ("mean", "seen"):  # take the saved sizes before loading into them
+            if prefix + name in state_dict:
+                saved = state_dict[prefix + name]
+                setattr(self, name, saved.new_empty(saved.shape).to(self.mean.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def _mse(prediction: torch.Tensor, target: torch.Tensor, keep: torch.Tensor | None
