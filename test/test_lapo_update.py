@@ -160,8 +160,9 @@ def test_critic_folds_round_trip_through_a_checkpoint_and_one_fold_reads_older_f
     single = MultimodalLatent(3, replay_buffer=data, device="cpu", **TINY)
     single.save(tmp_path / "one.pt")
     payload = torch.load(tmp_path / "one.pt", weights_only=True)
-    for name in ("fold_encoders", "fold_critics", "fold_encoders_target", "fold_critics_target"):
-        del payload["modules"][name]  # written before critic folds existed
+    for name in ("fold_encoders", "fold_critics", "fold_encoders_target", "fold_critics_target",
+                 "episode_advantage"):
+        del payload["modules"][name]  # written before critic folds and episode scopes existed
     torch.save(payload, tmp_path / "older.pt")
     MultimodalLatent.from_checkpoint(tmp_path / "older.pt", device="cpu")
 
@@ -196,3 +197,46 @@ def test_with_vae_encoder_gradient_the_vae_step_also_trains_the_deployed_encoder
     assert any(not torch.equal(mine, theirs) for mine, theirs in zip(
         agents[True].obs_encoder.parameters(), agents[False].obs_encoder.parameters(),
         strict=True))
+
+
+def test_the_episode_scope_weighs_each_transition_by_its_episodes_running_advantage(tmp_path):
+    data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=11)
+    agent = MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
+                             advantage_scope="episode", **TINY)
+    batch = data.sample(16)
+    batch.episode = None
+    with pytest.raises(ValueError, match="advantage_scope 'episode' needs batches with episode"):
+        agent.update(batch)
+    batch.episode = torch.tensor([0, 0, 0, 1, 1, 2] * 2 + [5, 5, 5, 5])
+
+    def episode_means(advantage, episode):
+        return {e: float(advantage[episode == e].mean()) for e in episode.unique().tolist()}
+
+    first = agent.update(batch).advantages
+    means = episode_means(first.advantage[:, 0], batch.episode)  # the first draw sets it
+    for row, e in enumerate(batch.episode.tolist()):
+        assert float(first.scored[row]) == pytest.approx(means[e], rel=1e-5, abs=1e-6)
+    expectile = agent.config.expectile
+    torch.testing.assert_close(first.weight, torch.where(first.scored > 0, expectile,
+                                                         1 - expectile))
+    assert not bool(agent.episode_advantage.seen[3])  # episodes 3 and 4 were never drawn
+
+    again = data.sample(8)
+    again.episode = torch.tensor([0, 0, 2, 2, 2, 3, 3, 3])
+    second = agent.update(again).advantages
+    fresh = episode_means(second.advantage[:, 0], again.episode)
+    tau = agent.config.tau
+    expected = {0: means[0] + tau * (fresh[0] - means[0]),
+                2: means[2] + tau * (fresh[2] - means[2]), 3: fresh[3]}
+    for row, e in enumerate(again.episode.tolist()):
+        assert float(second.scored[row]) == pytest.approx(expected[e], rel=1e-5, abs=1e-6)
+    assert float(agent.episode_advantage.mean[1]) == pytest.approx(means[1], rel=1e-6)
+
+    # diagnostics read the running means without moving them; checkpoints keep them
+    before = agent.episode_advantage.mean.clone()
+    agent.evaluate_advantages(again)
+    torch.testing.assert_close(agent.episode_advantage.mean, before)
+    agent.save(tmp_path / "episode.pt")
+    restored = MultimodalLatent.from_checkpoint(tmp_path / "episode.pt", device="cpu")
+    torch.testing.assert_close(restored.episode_advantage.mean, before)
+    assert torch.equal(restored.episode_advantage.seen, agent.episode_advantage.seen)
