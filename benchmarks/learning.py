@@ -12,7 +12,8 @@ baseline of the run. Both train through the trainer of ``training/train.py`` wit
 Targets (issue 15): heterogeneous LAPO >= 1.3x BC and >= 0.8x expert; expert-data LAPO
 no worse than BC.
 
-    python benchmarks/learning.py [--quick] [--out FILE.md] [--seeds 3] [--steps 1000]
+    python benchmarks/learning.py [--quick] [--out FILE.md] [--seeds 3] [--first-seed 0]
+                                  [--steps 1000]
                                   [--episodes 80] [--datasets expert heterogeneous]
                                   [--config config/train.yaml] [--lapo-set KEY=VALUE ...]
                                   [--progress-scale 1.0] [--advantages] [--prior-mean]
@@ -65,7 +66,8 @@ def advantages_by_kind(agent, data: Path, kinds: list[str], first_steps: int = 5
     """LAPO's one-step advantage and V(s) over every transition of ``data`` (held-out
     episodes included), averaged per demonstrator kind: over all steps and over each
     episode's first ``first_steps`` (where the demonstrators part ways) and on its first
-    step alone (where they all start alike)."""
+    step alone (where they all start alike); and the share of its episodes whose mean
+    advantage is positive (what ``advantage_scope`` "episode" weighs by)."""
     import torch
 
     from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer, raw_to_batch
@@ -85,6 +87,9 @@ def advantages_by_kind(agent, data: Path, kinds: list[str], first_steps: int = 5
         advantage.append(a.squeeze(1).cpu().numpy())
         value.append(v.squeeze(1).cpu().numpy())
     advantage, value = np.concatenate(advantage), np.concatenate(value)
+    episode_mean = (np.bincount(table.episode, weights=advantage)
+                    / np.maximum(np.bincount(table.episode), 1))
+    episode_kind = np.asarray(kinds)[:len(episode_mean)]
     result = {}
     for name in sorted(set(kinds)):
         every, first = kind == name, (kind == name) & (step < first_steps)
@@ -93,7 +98,8 @@ def advantages_by_kind(agent, data: Path, kinds: list[str], first_steps: int = 5
                         "first_advantage": float(advantage[first].mean()),
                         "first_positive": float((advantage[first] > 0).mean()),
                         "first_value": float(value[first].mean()),
-                        "start_positive": float((advantage[first & (step == 0)] > 0).mean())}
+                        "start_positive": float((advantage[first & (step == 0)] > 0).mean()),
+                        "episode_positive": float((episode_mean[episode_kind == name] > 0).mean())}
     return result
 
 
@@ -189,6 +195,9 @@ def display_path(path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = benchmark_parser(__doc__.split("\n\n")[0], device=True)
     parser.add_argument("--seeds", type=int, help="training seeds per cell (default 3; quick 1)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="training seeds run from this one (default 0; to split seeds over "
+                        "processes, each with its own BC baseline)")
     parser.add_argument("--steps", type=int, help="gradient steps per policy")
     parser.add_argument("--episodes", type=int, help="demonstrations per dataset")
     parser.add_argument("--eval-episodes", type=int, help="closed-loop episodes per policy")
@@ -251,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         "LAPO's one-step advantage per demonstrator kind, all transitions (mean over seeds)",
         ["data", "demonstrator", "mean advantage", "advantage > 0", "first 5 steps: mean "
          "advantage", "first 5 steps: advantage > 0", "first 5 steps: V(s)",
-         "first step: advantage > 0"])
+         "first step: advantage > 0", "episodes with mean advantage > 0"])
     means: dict[tuple[str, str], float] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lapo_learning_") as tmp:
@@ -262,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = {}
             for algo in args.algorithms:
                 scores, seconds, blues, distances, diagnosed, priors = [], [], [], [], [], []
-                for seed in range(sizes["seeds"]):
+                for seed in range(args.first_seed, args.first_seed + sizes["seeds"]):
                     begin = time.perf_counter()
                     agent = train_agent(algo, data, Path(tmp) / f"{name}_{algo}_{seed}",
                                         args.config, {**overrides, "seed": seed})
@@ -287,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
                     by_kind.add_row(name, kind, f"{mean['advantage']:+.3f}",
                                     f"{mean['positive']:.0%}", f"{mean['first_advantage']:+.3f}",
                                     f"{mean['first_positive']:.0%}", f"{mean['first_value']:+.2f}",
-                                    f"{mean['start_positive']:.0%}")
+                                    f"{mean['start_positive']:.0%}",
+                                    f"{mean['episode_positive']:.0%}")
                 rows[algo] = (scores, float(np.mean(blues)), float(np.mean(distances)),
                               float(np.mean(seconds)), priors)
             for algo, label in (("bc", "BC (MSE)"), ("lapo", "LAPO")):
@@ -306,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Baseline of this run: the scripted expert succeeds on {expert:.0%} of the "
         f"{sizes['eval_episodes']} evaluation layouts (seeds {EVAL_SEED}+, unseen in training).",
         f"{sizes['episodes']} demonstrations per dataset, {sizes['steps']} steps of batch "
-        f"{sizes['batch_size']} at {sizes['image_size']} px, {sizes['seeds']} seed(s), "
+        f"{sizes['batch_size']} at {sizes['image_size']} px, {sizes['seeds']} seed(s) from "
+        f"{args.first_seed}, "
         f"reward per metre of progress {args.progress_scale:g} (outcome +-1), device "
         f"{device}; total {(time.perf_counter() - started) / 60:.1f} min.",
         f"Trained by the trainer of training/train.py with {display_path(args.config)} (LAPO: "
