@@ -15,7 +15,8 @@ from lapo_ros.lapo.data.batch import DatasetStatistics, TransitionBatch
 
 class ArrayTransitions:
     """Transitions held as numpy arrays, sampled uniformly with a seeded generator; batches
-    carry each row's episode index and, when sampled with a discount, its return-to-go."""
+    carry each row's episode index and step inside it and, when sampled with a discount,
+    its return-to-go."""
 
     def __init__(
         self,
@@ -39,6 +40,8 @@ class ArrayTransitions:
         }
         ends = self.arrays["not_done"][:, 0] == 0
         self.episode = np.concatenate([[0], np.cumsum(ends)[:-1]]).astype(np.int64)
+        starts = np.flatnonzero(np.diff(self.episode, prepend=-1))
+        self.step = np.arange(len(ends)) - np.repeat(starts, np.diff([*starts, len(ends)]))
         self.image_size = int(image.shape[-1])
         self.rng = np.random.default_rng(seed)
         self.statistics = DatasetStatistics(
@@ -69,7 +72,8 @@ class ArrayTransitions:
 
     def batch(self, index: np.ndarray, discount: float | None = None) -> TransitionBatch:
         batch = TransitionBatch(**{k: torch.from_numpy(v[index]) for k, v in self.arrays.items()},
-                                episode=torch.from_numpy(self.episode[index]))
+                                episode=torch.from_numpy(self.episode[index]),
+                                step=torch.from_numpy(self.step[index]))
         if discount is not None:
             batch.return_to_go = torch.from_numpy(self.return_to_go(discount)[index])
         return batch

@@ -199,44 +199,44 @@ def test_with_vae_encoder_gradient_the_vae_step_also_trains_the_deployed_encoder
         strict=True))
 
 
-def test_the_episode_scope_weighs_each_transition_by_its_episodes_running_advantage(tmp_path):
+def test_the_episode_scope_weighs_each_transition_by_its_episodes_first_step(tmp_path):
     data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=11)
     agent = MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
                              advantage_scope="episode", **TINY)
-    batch = data.sample(16)
-    batch.episode = None
-    with pytest.raises(ValueError, match="advantage_scope 'episode' needs batches with episode"):
-        agent.update(batch)
-    batch.episode = torch.tensor([0, 0, 0, 1, 1, 2] * 2 + [5, 5, 5, 5])
-
-    def episode_means(advantage, episode):
-        return {e: float(advantage[episode == e].mean()) for e in episode.unique().tolist()}
+    batch = data.sample(12)
+    for missing in ("episode", "step"):
+        broken = copy.deepcopy(batch)
+        setattr(broken, missing, None)
+        with pytest.raises(ValueError, match=f"advantage_scope 'episode' needs batches with "
+                                             f"{missing}"):
+            agent.update(broken)
+    batch.episode = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4])
+    batch.step = torch.tensor([0, 3, 5, 2, 0, 1, 4, 6, 0, 7, 1, 2])  # 2 and 4: no first step
 
     first = agent.update(batch).advantages
-    means = episode_means(first.advantage[:, 0], batch.episode)  # the first draw sets it
-    for row, e in enumerate(batch.episode.tolist()):
-        assert float(first.scored[row]) == pytest.approx(means[e], rel=1e-5, abs=1e-6)
+    own = first.advantage[:, 0]
+    expected = torch.where(torch.isin(batch.episode, torch.tensor([2, 4])), own,
+                           own[[0, 0, 0, 4, 4, 5, 6, 7, 8, 8, 10, 11]])
+    torch.testing.assert_close(first.scored[:, 0], expected)
     expectile = agent.config.expectile
     torch.testing.assert_close(first.weight, torch.where(first.scored > 0, expectile,
                                                          1 - expectile))
-    assert not bool(agent.episode_advantage.seen[3])  # episodes 3 and 4 were never drawn
+    assert agent.episode_advantage.seen.tolist() == [True, True, False, True, False]
 
-    again = data.sample(8)
-    again.episode = torch.tensor([0, 0, 2, 2, 2, 3, 3, 3])
+    # a later batch: the recorded first steps score rows that are not first steps
+    again = copy.deepcopy(batch)
+    again.episode, again.step = torch.tensor([0] * 6 + [2] * 6), torch.tensor([1] * 12)
     second = agent.update(again).advantages
-    fresh = episode_means(second.advantage[:, 0], again.episode)
-    tau = agent.config.tau
-    expected = {0: means[0] + tau * (fresh[0] - means[0]),
-                2: means[2] + tau * (fresh[2] - means[2]), 3: fresh[3]}
-    for row, e in enumerate(again.episode.tolist()):
-        assert float(second.scored[row]) == pytest.approx(expected[e], rel=1e-5, abs=1e-6)
-    assert float(agent.episode_advantage.mean[1]) == pytest.approx(means[1], rel=1e-6)
+    recorded = agent.episode_advantage.first[0]
+    torch.testing.assert_close(second.scored[:6, 0], recorded.expand(6))
+    torch.testing.assert_close(second.scored[6:, 0], second.advantage[6:, 0])
+    torch.testing.assert_close(recorded, own[0])
 
-    # diagnostics read the running means without moving them; checkpoints keep them
-    before = agent.episode_advantage.mean.clone()
-    agent.evaluate_advantages(again)
-    torch.testing.assert_close(agent.episode_advantage.mean, before)
+    # diagnostics read the first steps without recording any; checkpoints keep them
+    before = agent.episode_advantage.first.clone()
+    agent.evaluate_advantages(batch)
+    torch.testing.assert_close(agent.episode_advantage.first, before)
     agent.save(tmp_path / "episode.pt")
     restored = MultimodalLatent.from_checkpoint(tmp_path / "episode.pt", device="cpu")
-    torch.testing.assert_close(restored.episode_advantage.mean, before)
+    torch.testing.assert_close(restored.episode_advantage.first, before)
     assert torch.equal(restored.episode_advantage.seen, agent.episode_advantage.seen)

@@ -349,8 +349,8 @@ def _episode_of(step: int) -> int:
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_batches_carry_episode_and_return_to_go_under_the_given_discount(data_file,
-                                                                        num_workers):
+def test_batches_carry_episode_step_and_return_to_go_under_the_given_discount(data_file,
+                                                                             num_workers):
     buffer = _buffer(data_file)
     assert buffer.sample(8).return_to_go is None  # no discount, no returns
     batches = [buffer.sample(16, discount=0.9) for _ in range(10)]
@@ -360,9 +360,11 @@ def test_batches_carry_episode_and_return_to_go_under_the_given_discount(data_fi
     seen = set()
     for batch in batches:
         assert batch.episode.dtype == torch.int64 and batch.return_to_go.shape == (len(batch), 1)
-        for step, episode, value in zip(batch.joint[:, 0].int().tolist(), batch.episode.tolist(),
-                                        batch.return_to_go[:, 0].tolist(), strict=True):
+        for step, episode, index, value in zip(
+                batch.joint[:, 0].int().tolist(), batch.episode.tolist(), batch.step.tolist(),
+                batch.return_to_go[:, 0].tolist(), strict=True):
             assert episode == _episode_of(step)
+            assert index == step - int(np.sum(LENGTHS[:episode]))  # its index in the episode
             np.testing.assert_allclose(value, _expected_return(step, 0.9), rtol=1e-5,
                                        equal_nan=True)
             seen.add(step)

@@ -31,6 +31,7 @@ class RawBatch:
     image / next_image: uint8 (B, 3 cameras, *frame) with frame (H,W,3) for layout "HWC"
     or (3,H,W) for "CHW"; joint/next_joint (B,J), action (B,A), reward/not_done (B,1)
     float32; episode (B,) int64, the transition's episode (row of the buffer's episodes);
+    step (B,) int64, its index inside that episode (0: the episode's first transition);
     return_to_go (B,1) float32 when the sampler has a discount (NaN: episode timed out).
     """
 
@@ -42,6 +43,7 @@ class RawBatch:
     reward: np.ndarray
     not_done: np.ndarray
     episode: np.ndarray
+    step: np.ndarray
     return_to_go: np.ndarray | None = None
 
     @staticmethod
@@ -61,6 +63,7 @@ class RawBatch:
             "reward": ((batch_size, 1), float32),
             "not_done": ((batch_size, 1), float32),
             "episode": ((batch_size,), np.dtype(np.int64)),
+            "step": ((batch_size,), np.dtype(np.int64)),
         }
         if returns:
             layout["return_to_go"] = ((batch_size, 1), float32)
@@ -73,7 +76,7 @@ class RawBatch:
 @dataclass
 class TransitionTable:
     """Every transition of the selected episodes: source, frame, next frame, not_done,
-    episode, and (``with_returns``) the discounted return-to-go.
+    episode, step inside it, and (``with_returns``) the discounted return-to-go.
 
     Inside an episode, step t pairs with t+1. A terminal last step pairs with itself and
     not_done = 0; the last step of a non-terminal (timed-out) episode is no transition.
@@ -84,6 +87,7 @@ class TransitionTable:
     next_frame: np.ndarray  # (T,) int64
     not_done: np.ndarray  # (T,) float32
     episode: np.ndarray  # (T,) int64 row of ``episodes`` the transition belongs to
+    step: np.ndarray  # (T,) int64 index of the transition inside its episode
     return_to_go: np.ndarray | None = None  # (T,) float32, NaN where the episode timed out
 
     @classmethod
@@ -103,10 +107,12 @@ class TransitionTable:
             else:
                 frames, nxt, not_done = frames[:-1], nxt[:-1], not_done[:-1]
             parts.append((np.full(frames.shape, source_index, dtype=np.int32), frames, nxt,
-                          not_done, np.full(frames.shape, row, dtype=np.int64)))
+                          not_done, np.full(frames.shape, row, dtype=np.int64),
+                          frames - start))
         if not parts:
             empty = np.zeros(0, dtype=np.int64)
-            return cls(empty.astype(np.int32), empty, empty, empty.astype(np.float32), empty)
+            return cls(empty.astype(np.int32), empty, empty, empty.astype(np.float32), empty,
+                       empty)
         return cls(*(np.concatenate(column) for column in zip(*parts, strict=True)))
 
     def with_returns(self, sources: Sequence[EpisodeSource], discount: float) -> TransitionTable:
@@ -326,6 +332,7 @@ class TransitionSampler:
         np.take(self._reward, frames, out=out.reward[:, 0])
         np.take(self.table.not_done, indices, out=out.not_done[:, 0])
         np.take(self.table.episode, indices, out=out.episode)
+        np.take(self.table.step, indices, out=out.step)
         if out.return_to_go is not None:
             np.take(self.table.return_to_go, indices, out=out.return_to_go[:, 0])
         batch = len(indices)

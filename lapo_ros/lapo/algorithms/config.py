@@ -100,10 +100,11 @@ class LAPOConfig(AgentConfig):
     # (one-step where the episode timed out)
     advantage_estimate: str = "one_step"
     # What the VAE weight's sign is taken of. "step" (LAPO): each transition's advantage.
-    # "episode": the running mean advantage of the transition's episode (an exponential
-    # average over the batches that drew it, rate tau), so a demonstration is imitated or
-    # not as a whole: after the first steps V(s) follows the demonstrator's choice and the
-    # per-step sign is noise along a wrong demonstration (BENCHMARKS.md, learning)
+    # "episode": the advantage of its episode's first transition (last computed when a batch
+    # drew it; the transition's own until then), so a demonstration is imitated or not as a
+    # whole: once a demonstrator has moved, V(s) follows its choice and the per-step sign is
+    # noise along a wrong demonstration (BENCHMARKS.md, learning). A demonstration that
+    # fails late is then dropped whole, its good first part too
     advantage_scope: str = "step"
     # Cross-fitted critics (K, 1 = LAPO): K encoder + critic pairs, pair k fitted on the
     # episodes outside fold k (fold = hash of the episode index); a transition's advantage

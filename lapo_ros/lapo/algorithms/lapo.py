@@ -80,6 +80,7 @@ class UpdateInputs:
     return_to_go: torch.Tensor | None  # [B, 1] (NaN: timed out); with the "return" estimate
     fold: torch.Tensor | None  # [B] critic fold of each transition's episode (critic_folds > 1)
     episode: torch.Tensor | None  # [B] episode of each transition (advantage_scope "episode")
+    step: torch.Tensor | None  # [B] its index inside the episode (advantage_scope "episode")
 
 
 @dataclass
@@ -137,7 +138,7 @@ class LAPOModules(AgentModules):
     fold_critics: nn.ModuleList
     fold_encoders_target: nn.ModuleList
     fold_critics_target: nn.ModuleList
-    episode_advantage: EpisodeAdvantage  # running mean per episode (advantage_scope)
+    episode_advantage: EpisodeAdvantage  # first-step advantage per episode (advantage_scope)
     critic_optimizer: torch.optim.Adam  # every critic + its observation encoder
     actorvae_optimizer: torch.optim.Adam
     actor_optimizer: torch.optim.Adam
@@ -219,7 +220,7 @@ class MultimodalLatent(OfflineAgent):
             fold_encoders=fold_encoders, fold_critics=fold_critics,
             fold_encoders_target=frozen_copy(fold_encoders),
             fold_critics_target=frozen_copy(fold_critics),
-            episode_advantage=EpisodeAdvantage(config.tau).to(device),
+            episode_advantage=EpisodeAdvantage().to(device),
             critic_optimizer=adam([{"params": critic.parameters()},
                                    {"params": obs_encoder.parameters()},
                                    *({"params": module.parameters()}
@@ -279,17 +280,20 @@ class MultimodalLatent(OfflineAgent):
                     "return_to_go: sample them with discount=agent.return_discount"
                 )
             returns = batch.return_to_go.float().reshape(-1, 1)
-        fold = episode = None
+        fold = episode = step = None
         by_episode = {"critic_folds > 1": self.config.critic_folds > 1,
                       "advantage_scope 'episode'": self.config.advantage_scope == "episode"}
         for setting, needed in by_episode.items():
             if needed and batch.episode is None:
                 raise ValueError(f"MultimodalLatent: {setting} needs batches with episode "
                                  "(the replay buffer's batches carry it)")
+        if by_episode["advantage_scope 'episode'"] and batch.step is None:
+            raise ValueError("MultimodalLatent: advantage_scope 'episode' needs batches with "
+                             "step (the replay buffer's batches carry it)")
         if self.config.critic_folds > 1:
             fold = episode_fold(batch.episode, self.config.critic_folds)
         if self.config.advantage_scope == "episode":
-            episode = batch.episode.to(torch.int64)
+            episode, step = batch.episode.to(torch.int64), batch.step.to(torch.int64)
         return UpdateInputs(
             image=images(batch.image),  # s and s' shift independently (DrQ)
             next_image=images(batch.next_image),
@@ -301,6 +305,7 @@ class MultimodalLatent(OfflineAgent):
             return_to_go=returns,
             fold=fold,
             episode=episode,
+            step=step,
         )
 
     @property
@@ -391,8 +396,8 @@ class MultimodalLatent(OfflineAgent):
         enc_target(s'); each transition reads its held-out fold. One-step (LAPO):
         r + gamma * q_mix(s', pi(s')) - V(s); "return": G - V(s) with the recorded
         return-to-go G, one-step where the episode timed out (G unknown). With
-        ``advantage_scope`` "episode" the weight's sign is that of the episode's running mean
-        advantage, which ``track`` folds this batch into (off: diagnostics)."""
+        ``advantage_scope`` "episode" the weight's sign is that of the episode's first-step
+        advantage, which ``track`` records from this batch's first steps (off: diagnostics)."""
         folds = self._folds()
         with self._autocast():
             next_action = self._target_policy_action(next_features[0], noise=False)
@@ -408,8 +413,9 @@ class MultimodalLatent(OfflineAgent):
         scored = advantage
         if x.episode is not None:
             tracker = self.episode_advantage
-            scored = (tracker.update(x.episode, advantage[:, 0]) if track
-                      else tracker.lookup(x.episode, advantage[:, 0]))[:, None]
+            if track:
+                tracker.record(x.episode, x.step, advantage[:, 0])
+            scored = tracker.lookup(x.episode, advantage[:, 0])[:, None]
         expectile = self.config.expectile
         weight = torch.where(scored > 0, expectile, 1.0 - expectile)
         return Advantages(advantage=advantage, scored=scored, weight=weight)
@@ -509,46 +515,39 @@ class MultimodalLatent(OfflineAgent):
 
 
 class EpisodeAdvantage(nn.Module):
-    """The running mean advantage of each episode: an exponential average (``rate`` per
-    batch that draws the episode; its first batch sets it) of its transitions' advantages.
-    Buffers grow with the largest episode index seen and are checkpointed."""
+    """Each episode's advantage at its first transition, as last computed when a batch drew
+    it: with the return estimate G_0 - V(s_0), how the whole demonstration did against the
+    value of its start. Buffers grow with the largest episode index seen; checkpointed."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.rate = float(rate)
-        self.register_buffer("mean", torch.zeros(0))
+        self.register_buffer("first", torch.zeros(0))
         self.register_buffer("seen", torch.zeros(0, dtype=torch.bool))
 
-    def update(self, episode: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
-        """Fold a batch's advantages ([B]) into their episodes' means; each row's new mean."""
+    def record(self, episode: torch.Tensor, step: torch.Tensor, advantage: torch.Tensor
+               ) -> None:
+        """Keep the advantages ([B]) of the rows that are their episode's first step."""
         self._grow(int(episode.max()) + 1)
-        advantage = advantage.float()
-        sums = torch.zeros_like(self.mean).index_add_(0, episode, advantage)
-        counts = torch.zeros_like(self.mean).index_add_(0, episode, torch.ones_like(advantage))
-        drawn = counts > 0
-        batch_mean = sums[drawn] / counts[drawn]
-        old = self.mean[drawn]
-        self.mean[drawn] = torch.where(self.seen[drawn], old + self.rate * (batch_mean - old),
-                                       batch_mean)
-        self.seen |= drawn
-        return self.mean[episode]
+        starts = step == 0
+        self.first[episode[starts]] = advantage[starts].float()
+        self.seen[episode[starts]] = True
 
     def lookup(self, episode: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
-        """Each row's episode mean without changing it (the row's advantage where unseen)."""
+        """Each row's episode first-step advantage (the row's own until that was drawn)."""
         self._grow(int(episode.max()) + 1)
-        return torch.where(self.seen[episode], self.mean[episode], advantage.float())
+        return torch.where(self.seen[episode], self.first[episode], advantage.float())
 
     def _grow(self, size: int) -> None:
-        extra = size - self.mean.numel()
+        extra = size - self.first.numel()
         if extra > 0:
-            self.mean = torch.cat([self.mean, self.mean.new_zeros(extra)])
+            self.first = torch.cat([self.first, self.first.new_zeros(extra)])
             self.seen = torch.cat([self.seen, self.seen.new_zeros(extra)])
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        for name in ("mean", "seen"):  # take the saved sizes before loading into them
+        for name in ("first", "seen"):  # take the saved sizes before loading into them
             if prefix + name in state_dict:
                 saved = state_dict[prefix + name]
-                setattr(self, name, saved.new_empty(saved.shape).to(self.mean.device))
+                setattr(self, name, saved.new_empty(saved.shape).to(self.first.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 

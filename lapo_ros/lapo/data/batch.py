@@ -23,7 +23,7 @@ class TransitionBatch:
     reward, not_done: float32 [B, 1]; not_done is 0 where s' ended the episode in a
     terminal state.
     episode: int64 [B], which of the buffer's episodes each transition comes from (None when
-    the source does not say).
+    the source does not say); step: int64 [B], each transition's index inside it.
     return_to_go: float32 [B, 1], the discounted return over the rest of the recorded
     episode, NaN where it timed out; present when sampled with a discount.
     """
@@ -36,6 +36,7 @@ class TransitionBatch:
     next_joint: torch.Tensor
     not_done: torch.Tensor
     episode: torch.Tensor | None = None
+    step: torch.Tensor | None = None
     return_to_go: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> TransitionBatch:

@@ -342,7 +342,7 @@ def raw_to_batch(
         image=stack(raw.image), joint=move(raw.joint), action=move(raw.action),
         reward=move(raw.reward), next_image=stack(raw.next_image),
         next_joint=move(raw.next_joint), not_done=move(raw.not_done),
-        episode=move(raw.episode),
+        episode=move(raw.episode), step=move(raw.step),
         return_to_go=None if raw.return_to_go is None else move(raw.return_to_go),
     )
 
