@@ -34,6 +34,7 @@ METRICS = {
     "target_q_mean",
     "advantage_mean",
     "positive_advantage_share",
+    "positive_weight_share",
     "encoder_grad_norm",
     "encoder_action_loss",
     "step",
@@ -125,6 +126,7 @@ def test_train_reports_finite_diagnostics_and_counts_steps():
     assert all(isinstance(v, float) and np.isfinite(v) for v in metrics.values())
     assert metrics["step"] == 2.0 and agent.total_it == 2
     assert 0.0 <= metrics["positive_advantage_share"] <= 1.0
+    assert metrics["positive_weight_share"] == metrics["positive_advantage_share"]  # "step"
     step = agent.train_step(agent.replay_buffer.sample(4))
     assert set(step) == METRICS and step["step"] == 3.0
 
