@@ -26,8 +26,10 @@ training images (``random_shift``) and the return estimate of step 2
 one-step where the episode timed out; batches then carry ``return_to_go``), cross-fitted
 critics (``critic_folds`` K > 1: K encoder + critic pairs, pair k fitted on the episodes
 outside fold k; each transition's advantage and actor gradient from its held-out pair; the
-policy reads pair 0's features) and the VAE's loss training the encoder
-(``vae_encoder_gradient``); BENCHMARKS.md (learning) measures each. Joints and
+policy reads pair 0's features), the VAE's loss training the encoder
+(``vae_encoder_gradient``) and one weight sign per demonstration (``advantage_scope=
+"episode"``: its first step's advantage, ``EpisodeAdvantage``; batches then carry
+``episode`` and ``step``); BENCHMARKS.md (learning) measures each. Joints and
 actions are z-scored with the dataset's statistics inside (``models/normalization.py``);
 images stay uint8 until they reach the training device. The agent uses the replay buffer
 only through ``sample(batch_size, discount)``,
