@@ -66,8 +66,9 @@ def advantages_by_kind(agent, data: Path, kinds: list[str], first_steps: int = 5
     """LAPO's one-step advantage and V(s) over every transition of ``data`` (held-out
     episodes included), averaged per demonstrator kind: over all steps and over each
     episode's first ``first_steps`` (where the demonstrators part ways) and on its first
-    step alone (where they all start alike); and the share of its episodes whose mean
-    advantage is positive (what ``advantage_scope`` "episode" weighs by)."""
+    step alone (where they all start alike: ``advantage_scope`` "episode" weighs a whole
+    episode by that step's sign); and the share of its episodes whose mean advantage is
+    positive."""
     import torch
 
     from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer, raw_to_batch
@@ -77,8 +78,7 @@ def advantages_by_kind(agent, data: Path, kinds: list[str], first_steps: int = 5
     sampler = buffer.sampler(discount=agent.return_discount)
     table = sampler.table
     kind = np.asarray(kinds)[table.episode]
-    starts = np.flatnonzero(np.diff(table.episode, prepend=-1))
-    step = np.arange(len(table)) - np.repeat(starts, np.diff(np.append(starts, len(table))))
+    step = table.step
     advantage, value = [], []
     for start in range(0, len(table), batch_size):
         rows = np.arange(start, min(start + batch_size, len(table)))

@@ -283,15 +283,14 @@ class MultimodalLatent(OfflineAgent):
                 )
             returns = batch.return_to_go.float().reshape(-1, 1)
         fold = episode = step = None
-        by_episode = {"critic_folds > 1": self.config.critic_folds > 1,
-                      "advantage_scope 'episode'": self.config.advantage_scope == "episode"}
-        for setting, needed in by_episode.items():
-            if needed and batch.episode is None:
-                raise ValueError(f"MultimodalLatent: {setting} needs batches with episode "
-                                 "(the replay buffer's batches carry it)")
-        if by_episode["advantage_scope 'episode'"] and batch.step is None:
-            raise ValueError("MultimodalLatent: advantage_scope 'episode' needs batches with "
-                             "step (the replay buffer's batches carry it)")
+        needs = {"critic_folds > 1": ("episode",) if self.config.critic_folds > 1 else (),
+                 "advantage_scope 'episode'": ("episode", "step")
+                 if self.config.advantage_scope == "episode" else ()}
+        for setting, names in needs.items():
+            for name in names:
+                if getattr(batch, name) is None:
+                    raise ValueError(f"MultimodalLatent: {setting} needs batches with {name} "
+                                     "(the replay buffer's batches carry it)")
         if self.config.critic_folds > 1:
             fold = episode_fold(batch.episode, self.config.critic_folds)
         if self.config.advantage_scope == "episode":
