@@ -115,7 +115,8 @@ def synthetic_statistics():
 
 
 def synthetic_batch(batch_size: int, image_size: int, device):
-    """A random batch of transitions, resident on ``device`` (uint8 images as the buffer's)."""
+    """A random batch of transitions from 8 episodes, resident on ``device`` (uint8 images
+    as the buffer's)."""
     import torch
 
     from lapo_ros.lapo.data.batch import TransitionBatch
@@ -134,6 +135,10 @@ def synthetic_batch(batch_size: int, image_size: int, device):
         next_image=images(),
         next_joint=torch.randn(batch_size, JOINT_DIM, generator=generator),
         not_done=(torch.rand(batch_size, 1, generator=generator) > 0.05).float(),
+        # the default agent's weights read each transition's episode, step and return
+        episode=torch.arange(batch_size) % 8,
+        step=torch.randint(0, 4, (batch_size,), generator=generator),
+        return_to_go=torch.rand(batch_size, 1, generator=generator) * 10,
     ).to(device)
 
 

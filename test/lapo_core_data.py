@@ -1,8 +1,8 @@
 """Small in-memory transition sources for the learning-core tests (issue 3).
 
 ``ArrayTransitions`` implements exactly what the agents use of a replay buffer:
-``sample(batch_size, discount)``, ``statistics`` and ``image_size``. Its rows are in episode
-order: a row with ``not_done`` 0 ends an episode.
+``sample(batch_size, discount)``, ``statistics``, ``image_size`` and ``num_episodes``. Its
+rows are in episode order: a row with ``not_done`` 0 ends an episode.
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ class ArrayTransitions:
 
     def __len__(self) -> int:
         return len(self.arrays["action"])
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.episode[-1]) + 1
 
     def return_to_go(self, discount: float) -> np.ndarray:
         """Discounted reward sum to each row's episode end; NaN where the rows stop before

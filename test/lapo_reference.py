@@ -17,6 +17,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+# ``LAPOConfig`` fields whose defaults differ from the original in how the VAE's weights are
+# made (config.py says why); the transcription below is of the original, with these values
+LAPO_ORIGINAL = {"expectile": 0.9, "advantage_estimate": "one_step", "advantage_scope": "step",
+                 "critic_folds": 1, "vae_encoder_gradient": False}
+
 
 @dataclass
 class Reference:

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 import torch
-from lapo_core_data import random_transitions
+from lapo_core_data import ArrayTransitions, random_transitions
+from lapo_reference import LAPO_ORIGINAL
 
 from lapo_ros.common.images import ImageConversionError, resize_rgb, stack_cameras
 from lapo_ros.lapo import MultimodalLatent
@@ -50,8 +51,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def short_episodes(n: int = 24) -> ArrayTransitions:
+    """Random transitions in episodes of three steps: both critic folds hold some."""
+    arrays = random_transitions(n=n, image_size=32).arrays
+    arrays["not_done"][:, 0] = np.arange(n) % 3 != 2
+    return ArrayTransitions(**arrays)
+
+
 def make_agent(data=None, **overrides) -> MultimodalLatent:
-    data = data if data is not None else random_transitions(n=24, image_size=32)
+    data = data if data is not None else short_episodes()
     return MultimodalLatent(16, 32, 1.0, None, None, data, "cpu", **{**SMALL, **overrides})
 
 
@@ -68,23 +76,41 @@ def images(height: int, width: int, seed: int) -> list[np.ndarray]:
     return [rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8) for _ in range(3)]
 
 
+def held(optimizer) -> set[int]:
+    return {id(p) for group in optimizer.param_groups for p in group["params"]}
+
+
+def ids(*modules: torch.nn.Module) -> set[int]:
+    return {id(p) for module in modules for p in module.parameters()}
+
+
 def test_optimizers_hold_the_seeds_parameter_groups():
-    agent = make_agent()
-    encoder = {id(p) for p in agent.obs_encoder.parameters()}
-    critic = {id(p) for p in agent.critic.parameters()}
-
-    def held(optimizer):
-        return {id(p) for group in optimizer.param_groups for p in group["params"]}
-
-    assert held(agent.critic_optimizer) == encoder | critic
-    assert held(agent.actorvae_optimizer) == {id(p) for p in agent.actor_vae.parameters()}
-    assert held(agent.actor_optimizer) == {id(p) for p in agent.actor.parameters()}
+    agent = make_agent(**LAPO_ORIGINAL)
+    encoder = ids(agent.obs_encoder)
+    assert held(agent.critic_optimizer) == encoder | ids(agent.critic)
+    assert held(agent.actorvae_optimizer) == ids(agent.actor_vae)
+    assert held(agent.actor_optimizer) == ids(agent.actor)
     assert not held(agent.actorvae_optimizer) & encoder
     assert not held(agent.actor_optimizer) & encoder
 
 
-def test_critic_step_changes_the_encoder_vae_and_actor_steps_do_not():
+def test_by_default_the_critic_folds_and_the_vae_also_step_encoders():
+    """critic_folds=2: the held-out pair is the critic optimizer's too; vae_encoder_gradient:
+    the actor-VAE optimizer also holds the deployed encoder; the actor never does."""
     agent = make_agent()
+    encoder = ids(agent.obs_encoder)
+    assert held(agent.critic_optimizer) == encoder | ids(
+        agent.critic, *agent.fold_encoders, *agent.fold_critics)
+    assert held(agent.actorvae_optimizer) == ids(agent.actor_vae) | encoder
+    assert held(agent.actor_optimizer) == ids(agent.actor)
+
+
+@pytest.mark.parametrize("settings", [LAPO_ORIGINAL, {}], ids=["lapo", "default"])
+def test_critic_step_changes_the_encoder_the_actor_step_does_not(settings):
+    """The critic step (and, with vae_encoder_gradient, the VAE step) moves the encoder;
+    the steps that do not own it leave it and its gradients as the last owner left them."""
+    agent = make_agent(**settings)
+    owners = ["critic", "vae"] if agent.config.vae_encoder_gradient else ["critic"]
     records: dict[str, tuple] = {}
 
     def watch(name, optimizer):
@@ -107,16 +133,18 @@ def test_critic_step_changes_the_encoder_vae_and_actor_steps_do_not():
     watch("actor", agent.actor_optimizer)
     metrics = agent.train(iterations=1, batch_size=8)
 
-    critic_before, critic_grads, critic_after = records["critic"]
-    assert differs(critic_before, critic_after), "the critic step must update the encoder"
-    assert critic_grads and all(g.abs().sum() > 0 for g in critic_grads.values())
     assert metrics["encoder_grad_norm"] > 0
-    for name in ("vae", "actor"):
+    for name in owners:
+        before, grads, after = records[name]
+        assert differs(before, after), f"the {name} step must update the encoder"
+        assert grads and all(g.abs().sum() > 0 for g in grads.values())
+    owner_grads = records[owners[-1]][1]
+    for name in {"vae", "actor"} - set(owners):
         before, grads, after = records[name]
         assert not differs(before, after), f"the {name} step changed the encoder"
-        # the encoder's gradients are still exactly the critic's: no VAE/actor gradient
-        assert grads.keys() == critic_grads.keys()
-        assert all(torch.equal(grads[k], critic_grads[k]) for k in grads)
+        # the encoder's gradients are still exactly its owner's: no gradient of this step
+        assert grads.keys() == owner_grads.keys()
+        assert all(torch.equal(grads[k], owner_grads[k]) for k in grads)
 
 
 def test_train_reports_finite_diagnostics_and_counts_steps():
@@ -126,8 +154,8 @@ def test_train_reports_finite_diagnostics_and_counts_steps():
     assert all(isinstance(v, float) and np.isfinite(v) for v in metrics.values())
     assert metrics["step"] == 2.0 and agent.total_it == 2
     assert 0.0 <= metrics["positive_advantage_share"] <= 1.0
-    assert metrics["positive_weight_share"] == metrics["positive_advantage_share"]  # "step"
-    step = agent.train_step(agent.replay_buffer.sample(4))
+    assert 0.0 <= metrics["positive_weight_share"] <= 1.0
+    step = agent.train_step(agent.replay_buffer.sample(4, agent.return_discount))
     assert set(step) == METRICS and step["step"] == 3.0
 
 
@@ -237,7 +265,7 @@ def test_save_load_round_trip_restores_everything(tmp_path):
         assert not differs(snapshot(getattr(agent, name)), snapshot(getattr(restored, name)))
 
     # training resumes exactly: optimizer moments and the noise generator came back too
-    batch = agent.replay_buffer.sample(6)
+    batch = agent.replay_buffer.sample(6, agent.return_discount)
     assert agent.train_step(batch) == restored.train_step(batch)
     assert not differs(snapshot(agent.obs_encoder), snapshot(restored.obs_encoder))
 
@@ -280,15 +308,15 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="expectile=1.5"):
         make_agent(data, expectile=1.5)
     agent = make_agent(data)
-    batch = data.sample(4)
+    batch = data.sample(4, agent.return_discount)
     batch.joint = batch.joint[:, :3]
     with pytest.raises(ValueError, match=r"batch.joint has shape \(4, 3\)"):
         agent.train_step(batch)
-    batch = data.sample(4)
+    batch = data.sample(4, agent.return_discount)
     batch.action = batch.action[:3]
     with pytest.raises(ValueError, match=r"batch.action has shape \(3, 16\), expected \[4, 16\]"):
         agent.train_step(batch)
-    batch = data.sample(4)
+    batch = data.sample(4, agent.return_discount)
     batch.reward, batch.not_done = batch.reward[:, 0], batch.not_done[:, 0]  # 1-D is accepted
     assert np.isfinite(agent.train_step(batch)["critic_loss"])
     left, right, global_ = images(32, 32, seed=0)
@@ -387,14 +415,22 @@ def test_pretrained_weights_come_from_a_local_file_and_are_not_needed_to_reload(
     )
 
 
+def test_cross_fitting_is_refused_when_one_fold_holds_every_episode():
+    arrays = random_transitions(n=8, image_size=32).arrays
+    arrays["not_done"][:] = 1.0  # one episode: fold 1's pair would fit nothing
+    with pytest.raises(ValueError, match="critic_folds=2 needs two episodes at "
+                                         "least.*has 1: .*critic_folds=1"):
+        make_agent(ArrayTransitions(**arrays))
+    assert make_agent(ArrayTransitions(**arrays), critic_folds=1).config.critic_folds == 1
+
+
 def test_critic_action_head_belongs_to_the_critic_optimizer_and_can_be_off(tmp_path):
     """The action head is part of the critic: stepped with the critic and the encoder by
     the critic optimizer only; encoder_action_weight=0 is the seed's pure TD encoder."""
     agent = make_agent()
-    encoder = {id(p) for p in agent.obs_encoder.parameters()}
-    head = {id(p) for p in agent.critic.action_net.parameters()}
-    held = {id(p) for g in agent.critic_optimizer.param_groups for p in g["params"]}
-    assert held == encoder | {id(p) for p in agent.critic.parameters()} and head <= held
+    head = ids(agent.critic.action_net)
+    assert head <= held(agent.critic_optimizer)
+    assert not head & (held(agent.actorvae_optimizer) | held(agent.actor_optimizer))
     head_before = snapshot(agent.critic.action_net)
     metrics = agent.train(iterations=2, batch_size=4)
     assert np.isfinite(metrics["encoder_action_loss"])

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from lapo_core_data import ArrayTransitions, random_transitions
-from lapo_reference import lapo_iteration, snapshot
+from lapo_reference import LAPO_ORIGINAL, lapo_iteration, snapshot
 
 from lapo_ros.lapo import MultimodalLatent
 from lapo_ros.lapo.algorithms.lapo import episode_fold
@@ -22,13 +22,18 @@ TINY = {"hidden_dims": (32, 32), "feature_dim": 32, "image_feature_dim": 32,
         "joint_hidden_dim": 16}
 
 
+def lapo(**changes) -> dict:
+    """Tiny networks, the original LAPO's weighting, and the settings a test is about."""
+    return {**TINY, **LAPO_ORIGINAL, **changes}
+
+
 @pytest.mark.parametrize("doubleq_min", [1.0, 0.75])
 def test_an_update_equals_the_transcribed_lapo_equations(doubleq_min):
     torch.manual_seed(0)
     data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=4)
     data.arrays["reward"] -= 0.5  # rewards of both signs: advantages of both signs
-    agent = MultimodalLatent(3, replay_buffer=data, device="cpu", doubleq_min=doubleq_min,
-                             seed=3, **TINY)
+    agent = MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
+                             **lapo(doubleq_min=doubleq_min))
     agent.train(iterations=10, batch_size=8)  # mid-run: Adam's moments in use
     batch = data.sample(12)
     copies = snapshot(agent)
@@ -54,7 +59,7 @@ def test_an_update_equals_the_transcribed_lapo_equations(doubleq_min):
 
 def test_target_q_bootstraps_from_the_online_value_and_stops_at_terminals():
     data = random_transitions(n=32, image_size=16, seed=1)
-    agent = MultimodalLatent(16, replay_buffer=data, device="cpu", **TINY)
+    agent = MultimodalLatent(16, replay_buffer=data, device="cpu", **lapo())
     batch = data.sample(16)
     batch.not_done[::4] = 0.0
     with torch.no_grad():
@@ -73,7 +78,7 @@ def test_target_q_bootstraps_from_the_online_value_and_stops_at_terminals():
 def test_the_return_estimate_takes_the_recorded_return_minus_v_where_it_is_known():
     data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=2)
     agents = {estimate: MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
-                                         advantage_estimate=estimate, **TINY)
+                                         **lapo(advantage_estimate=estimate))
               for estimate in ("return", "one_step")}
     assert agents["return"].return_discount == agents["return"].config.gamma
     assert agents["one_step"].return_discount is None
@@ -94,20 +99,22 @@ def test_the_return_estimate_takes_the_recorded_return_minus_v_where_it_is_known
                                torch.where(expected > 0, expectile, 1 - expectile))
 
 
-def test_episode_folds_are_fixed_balanced_and_do_not_follow_the_recording_order():
+def test_episode_folds_are_fixed_balanced_in_blocks_and_do_not_follow_the_recording_order():
     episodes = torch.arange(400)
     folds = episode_fold(episodes, 2)
     assert torch.equal(folds, episode_fold(episodes.flip(0), 2).flip(0))  # per episode only
-    assert 160 < int(folds.sum()) < 240
-    assert not torch.equal(folds, episodes % 2)  # alternating demonstrators do not split
-    assert set(episode_fold(episodes, 3).tolist()) == {0, 1, 2}
+    assert torch.equal(folds.reshape(-1, 2).sum(1), torch.ones(200, dtype=torch.int64))
+    assert 80 < int(folds[::2].sum()) < 120  # demonstrators taking turns: both in both folds
+    assert not torch.equal(folds, episodes % 2)
+    three = episode_fold(episodes[:399], 3).reshape(-1, 3).sort(1).values
+    assert torch.equal(three, torch.tensor([0, 1, 2]).expand(133, 3))
 
 
 def test_each_critic_fold_fits_the_episodes_outside_it_and_scores_the_rest():
     data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=5)
     batch = data.sample(16)
-    agents = [MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3, critic_folds=2,
-                               **TINY) for _ in range(2)]
+    agents = [MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
+                               **lapo(critic_folds=2)) for _ in range(2)]
     batch.episode = None
     with pytest.raises(ValueError, match="episode"):
         agents[0].update(batch)
@@ -148,7 +155,7 @@ def test_critic_folds_round_trip_through_a_checkpoint_and_one_fold_reads_older_f
     data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=6)
     batch = data.sample(8)
     batch.episode = torch.arange(8)
-    agent = MultimodalLatent(3, replay_buffer=data, device="cpu", critic_folds=3, **TINY)
+    agent = MultimodalLatent(3, replay_buffer=data, device="cpu", **lapo(critic_folds=3))
     agent.update(batch)
     agent.save(tmp_path / "folds.pt")
     restored = MultimodalLatent.from_checkpoint(tmp_path / "folds.pt", device="cpu")
@@ -157,7 +164,7 @@ def test_critic_folds_round_trip_through_a_checkpoint_and_one_fold_reads_older_f
                             restored.fold_encoders_target.state_dict().values(), strict=True):
         torch.testing.assert_close(mine, theirs)
 
-    single = MultimodalLatent(3, replay_buffer=data, device="cpu", **TINY)
+    single = MultimodalLatent(3, replay_buffer=data, device="cpu", **lapo())
     single.save(tmp_path / "one.pt")
     payload = torch.load(tmp_path / "one.pt", weights_only=True)
     for name in ("fold_encoders", "fold_critics", "fold_encoders_target", "fold_critics_target",
@@ -185,7 +192,7 @@ def test_with_vae_encoder_gradient_the_vae_step_also_trains_the_deployed_encoder
     data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=9)
     batch = data.sample(16)
     agents = {flag: MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
-                                     vae_encoder_gradient=flag, **TINY)
+                                     **lapo(vae_encoder_gradient=flag))
               for flag in (False, True)}
     held = {id(p) for group in agents[True].actorvae_optimizer.param_groups
             for p in group["params"]}
@@ -202,7 +209,7 @@ def test_with_vae_encoder_gradient_the_vae_step_also_trains_the_deployed_encoder
 def test_the_episode_scope_weighs_each_transition_by_its_episodes_first_step(tmp_path):
     data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=11)
     agent = MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
-                             advantage_scope="episode", **TINY)
+                             **lapo(advantage_scope="episode"))
     batch = data.sample(12)
     for missing in ("episode", "step"):
         broken = copy.deepcopy(batch)

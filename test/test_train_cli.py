@@ -85,7 +85,7 @@ def test_cli_run_writes_config_logs_and_checkpoints(tmp_path, dataset):
 
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["steps"] == 4 and saved["batch_size"] == 4 and saved["image_size"] == 32
-    assert saved["agent"]["expectile"] == 0.9  # from config/train.yaml
+    assert saved["agent"]["expectile"] == 1.0  # from config/train.yaml
     assert saved["data"] == [str(dataset)]
 
     assert _steps(run_dir / "metrics.csv", "train/") == [1, 2, 3, 4]

@@ -43,7 +43,7 @@ from lapo_ros.lapo.models.policy import DeployablePolicy, observation_arrays
 
 class TransitionSource(Protocol):
     """What the agents need from a replay buffer (``MultimodalReplayBuffer`` provides it;
-    ``joint_names`` and ``rate_hz`` are read when present)."""
+    ``joint_names``, ``rate_hz`` and ``num_episodes`` are read when present)."""
 
     statistics: DatasetStatistics
     image_size: int

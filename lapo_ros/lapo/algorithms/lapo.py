@@ -11,30 +11,32 @@ target critic, ``pi_target(f) = decode_target(f, actor_target(f))``:
    clipped at 0.2; loss = mse(Q1, target_Q) + mse(Q2, target_Q)
    + mse(V(f), clamp(target_v, min_v, max_v)) [+ encoder_action_weight * mse of the
    critic's action head]. The critic optimizer steps the critic AND the encoder.
-2. ``advantages``: ``r + not_done * gamma * q_mix(f', pi_target(f')) - V(f)`` with V after
-   step 1; weight = expectile where it is positive, 1 - expectile elsewhere.
-3. ``vae_step`` (detached f): ``mean(weight * (sum((a_hat - a)^2) + kl_beta * KL))``.
+2. ``advantages`` (LAPO's one-step estimate): ``r + not_done * gamma * q_mix(f',
+   pi_target(f')) - V(f)`` with V after step 1; weight = expectile where it is positive,
+   1 - expectile elsewhere.
+3. ``vae_step`` (LAPO: detached f): ``mean(weight * (sum((a_hat - a)^2) + kl_beta * KL))``.
 4. ``actor_step`` (detached f): ``-Q1(f, decode_target(f, actor(f)))``.
 5. ``sync_targets``: Polyak (tau) of encoder, critic, actor and VAE, parameters AND buffers.
 
 What is ours, not LAPO's (LAPO has no images): the encoder and where each term reads it
-(the online encoder for s, its target for s', the VAE and actor on detached f), the
-critic's action head (on by default, see ``LAPOConfig.encoder_action_weight``), tau
-0.05 instead of 0.005 (see ``LAPOConfig.tau``) and, opt-in, DrQ's random shift of the
-training images (``random_shift``) and the return estimate of step 2
+(the online encoder for s, its target for s', the actor on detached f), the critic's
+action head (``LAPOConfig.encoder_action_weight``), tau 0.05 instead of 0.005
+(``LAPOConfig.tau``) and, by default, how step 2 makes the VAE's weights from
+demonstrations: cross-fitted critics (``critic_folds`` K = 2: K encoder + critic pairs,
+pair k fitted on the episodes outside fold k; each transition's advantage and actor
+gradient from its held-out pair; the policy reads pair 0's features), the return estimate
 (``advantage_estimate="return"``: ``G - V(f)``, G the recorded discounted return-to-go,
-one-step where the episode timed out; batches then carry ``return_to_go``), cross-fitted
-critics (``critic_folds`` K > 1: K encoder + critic pairs, pair k fitted on the episodes
-outside fold k; each transition's advantage and actor gradient from its held-out pair; the
-policy reads pair 0's features), the VAE's loss training the encoder
-(``vae_encoder_gradient``) and one weight sign per demonstration (``advantage_scope=
-"episode"``: its first step's advantage, ``EpisodeAdvantage``; batches then carry
-``episode`` and ``step``); BENCHMARKS.md (learning) measures each. Joints and
-actions are z-scored with the dataset's statistics inside (``models/normalization.py``);
-images stay uint8 until they reach the training device. The agent uses the replay buffer
-only through ``sample(batch_size, discount)``,
-``statistics``, ``image_size``, ``joint_names`` and ``rate_hz``; its modules and optimisers
-are one ``LAPOModules`` record (``base.py``).
+one-step where the episode timed out; batches then carry ``return_to_go``), one weight
+sign per demonstration (``advantage_scope="episode"``: its first step's advantage,
+``EpisodeAdvantage``; batches then carry ``episode`` and ``step``), expectile 1.0, and the
+VAE's loss training the encoder (``vae_encoder_gradient``: step 3 on f, not detached);
+opt-in, DrQ's random shift of the training images (``random_shift``). LAPO's own choices
+are one setting each (1, "one_step", "step", 0.9, false); BENCHMARKS.md (learning)
+measures each. Joints and actions are z-scored with the dataset's statistics inside
+(``models/normalization.py``); images stay uint8 until they reach the training device.
+The agent uses the replay buffer only through ``sample(batch_size, discount)``,
+``statistics``, ``image_size``, ``joint_names``, ``rate_hz`` and ``num_episodes``; its
+modules and optimisers are one ``LAPOModules`` record (``base.py``).
 """
 
 from __future__ import annotations
@@ -178,6 +180,7 @@ class MultimodalLatent(OfflineAgent):
         **overrides: Any,
     ) -> None:
         self._setup(replay_buffer, statistics, device, overrides, joint_names, rate_hz)
+        check_folds(self.config.critic_folds, getattr(replay_buffer, "num_episodes", None))
         self.action_dim = int(action_dim)
         self.latent_dim = int(self.config.resolved_latent_dim(self.action_dim)
                               if latent_dim is None else latent_dim)
@@ -561,10 +564,23 @@ def _mse(prediction: torch.Tensor, target: torch.Tensor, keep: torch.Tensor | No
     return squared.sum() / (keep.sum() * prediction.shape[1]).clamp(min=1)
 
 
+def check_folds(folds: int, num_episodes: int | None) -> None:
+    """Refuse cross-fitted critics on a single episode: its fold's pair would fit nothing
+    and score all of it."""
+    if folds > 1 and num_episodes is not None and num_episodes < 2:
+        raise ValueError(
+            f"MultimodalLatent: critic_folds={folds} needs two episodes at least (each "
+            f"critic pair fits the episodes outside its fold), the replay buffer has "
+            f"{num_episodes}: add demonstrations or set critic_folds=1"
+        )
+
+
 def episode_fold(episode: torch.Tensor, folds: int) -> torch.Tensor:
-    """The critic fold of each episode index: a fixed hash (splitmix64's mix), so folds do
-    not follow the order in which episodes were recorded."""
-    x = episode.to(torch.int64) * -7046029254386353131  # 0x9E3779B97F4A7C15, wrapping
+    """The critic fold of each episode index: every block of ``folds`` consecutive episodes
+    has one episode in each fold (balanced from the first two on), rotated by a fixed hash
+    of the block (splitmix64), so folds follow neither the recording order nor turns."""
+    episode = episode.to(torch.int64)
+    x = (episode // folds + 1) * -7046029254386353131  # 0x9E3779B97F4A7C15, wrapping
     x = (x ^ (x >> 30)) * -4658895280553007687  # 0xBF58476D1CE4E5B9
     x = (x ^ (x >> 27)) * -7723592293110705685  # 0x94D049BB133111EB
-    return (x ^ (x >> 31)).remainder(folds)
+    return (episode + (x ^ (x >> 31)).remainder(folds)).remainder(folds)
