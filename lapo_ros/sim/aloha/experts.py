@@ -54,9 +54,9 @@ class TransferCubeExpertConfig:
     retreat_step: int = 360
     # the other kinds
     noise: float = 0.02  # noisy: std of the joint target noise (rad; normalised for grippers)
-    noisy_grasp_error: float = 0.015  # noisy: grasp point error, uniform per axis (m)
+    noisy_grasp_error: float = 0.02  # noisy: grasp point error, uniform per axis (m)
     wrong_grasp_offset: float = 0.045  # wrong_grasp: closes this far beside the cube (m, y)
-    drop_step: int = 205  # drop: the right gripper opens at this step
+    drop_step: int = 205  # drop: the right gripper opens at this step (lift_step..meet_step)
 
     def __post_init__(self) -> None:
         if self.kind not in EXPERT_KINDS:
@@ -70,6 +70,11 @@ class TransferCubeExpertConfig:
                 0 < self.left_wait_step < self.left_grasp_step):
             raise ValueError(f"the timeline steps must increase, got {timeline} "
                              f"(left_wait_step {self.left_wait_step})")
+        if not self.lift_step < self.drop_step < self.meet_step:
+            raise ValueError(f"drop_step must lie between lift_step {self.lift_step} and "
+                             f"meet_step {self.meet_step}, got {self.drop_step}")
+        if self.release_step - 5 <= self.meet_step:
+            raise ValueError(f"release_step must be > meet_step + 5, got {self.release_step}")
 
 
 @dataclass(frozen=True)
@@ -139,21 +144,22 @@ class TransferCubeExpert:
         def left(step: int, tip: np.ndarray, gripper: float) -> KeyPose:
             return KeyPose(step, GripperPose(tip, level, vertical), gripper)
 
-        carry_gripper = OPEN if c.kind == "drop" else CLOSED
         right_keys = [
             right(c.pregrasp_step, grasp_tip - down * c.approach_distance, OPEN),
             right(c.grasp_step, grasp_tip, OPEN),
             right(c.close_step, grasp_tip, CLOSED),
             right(c.lift_step, carried_tip + np.array([0.05, 0.0, 0.0]), CLOSED),
-            right(c.meet_step, carried_tip, carry_gripper),
-            right(c.release_step - 5, carried_tip, carry_gripper),
+        ]
+        held = CLOSED
+        if c.kind == "drop":  # lets go on the way to the hand-over
+            right_keys.append(right(c.drop_step, carried_tip + np.array([0.02, 0.0, 0.0]), OPEN))
+            held = OPEN
+        right_keys += [
+            right(c.meet_step, carried_tip, held),
+            right(c.release_step - 5, carried_tip, held),  # opens over the last 5 steps
             right(c.release_step, carried_tip, OPEN),
             right(c.retreat_step, carried_tip + np.array([0.1, 0.0, 0.0]), OPEN),
         ]
-        if c.kind == "drop":  # let go on the way to the hand-over
-            right_keys.insert(4, right(c.drop_step, carried_tip + np.array([0.02, 0.0, 0.0]),
-                                       OPEN))
-            right_keys[5] = right(c.meet_step, carried_tip, OPEN)
         left_tip = meet + level * c.grasp_depth
         left_keys = [
             left(c.left_wait_step, left_tip - level * c.left_standoff, OPEN),
