@@ -16,12 +16,16 @@ export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_
 
 .PHONY: setup demo test lint build benchmarks clean
 
-# Fresh Python 3.11 machine -> venv with pinned torch, ROS 2 wheels, onnxruntime-gpu, colcon;
+# Fresh Python 3.11 machine -> venv with pinned torch, ROS 2 wheels, onnxruntime-gpu, colcon,
+# the [aloha] extra (gym-aloha's MuJoCo scenes; they render with the system's EGL/Mesa);
 # then the package itself (console scripts + share/lapo_ros), its executables linked into
 # lib/lapo_ros where `ros2 run`/`ros2 launch` look. Idempotent and quick on re-runs.
 setup: $(STAMP)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation .
 	$(BIN)/python tools/link_ros_executables.py lapo_ros
+	@/sbin/ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1 ' || echo "note: no libEGL.so.1:" \
+	  "the ALOHA sim (aloha_sim_node) cannot render; Debian/Ubuntu: apt-get install libegl1" \
+	  "libgl1-mesa-dri (or libosmesa6 and MUJOCO_GL=osmesa)"
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -148,3 +148,14 @@ def test_the_failing_demonstrators_stop_where_they_fail(kind, max_stage):
     outcome = run_episode(env, expert, 0)
     assert not outcome.success and outcome.max_stage == max_stage
     assert outcome.steps == env.config.max_steps
+
+
+def test_the_insertion_scene_has_the_same_contract():
+    env = AlohaSimEnv(AlohaSimConfig(task="insertion", image_size=(48, 64), max_steps=3))
+    obs, _ = env.reset(1)
+    assert {k: v.shape for k, v in obs.items()} == {
+        "left": (48, 64, 3), "right": (48, 64, 3), "global": (48, 64, 3), "joint": (14,)}
+    assert red_pixels(obs["global"]) > 0, "the top camera does not see the red peg"
+    hold = obs["joint"].astype(np.float64)
+    results = [env.step(hold) for _ in range(3)]
+    assert [r[1] for r in results] == [0.0] * 3 and results[-1][3]  # stage 0, truncated
