@@ -135,3 +135,61 @@ def test_the_expert_plan_played_over_topics_transfers_the_cube(ros_context):
         sim.destroy_node()
     assert results[0]["success"] and results[0]["max_stage"] == 4, results
     assert results[0]["stage_steps"][2] > 20  # carried in the air by the right gripper
+
+
+def test_policy_node_with_the_aloha_config_drives_the_sim_over_dds(ros_context, tmp_path):
+    """policy_node (a child process, config/aloha_policy.yaml) against the ALOHA sim node:
+    a known ONNX policy (action = joint + offset on the left waist) moves that joint only."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from synthetic_policy import write_onnx_policy
+
+    from lapo_ros.common.policy_file import PolicyMetadata
+
+    repo = Path(__file__).resolve().parents[1]
+    waist = JOINT_NAMES.index("left_arm_waist")
+    offset = np.zeros(14, np.float32)
+    offset[waist] = 0.15  # above the waist's friction (frictionloss 50, kp 800)
+    metadata = PolicyMetadata(joint_names=list(JOINT_NAMES), image_size=[24, 32],
+                              action_dim=14, joint_dim=14, rate_hz=20.0)
+    model = write_onnx_policy(tmp_path / "policy.onnx", metadata, offset)
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "model_path": str(model), "rate_hz": 20.0, "enabled": True, "device": "cpu",
+        "max_sensor_age": 0.5, "max_sensor_skew": 0.5}}}))
+    env = dict(os.environ, PYTHONPATH=f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "lapo_ros.robot.node", "--ros-args",
+         "--params-file", str(repo / "config" / "aloha_policy.yaml"),
+         "--params-file", str(overrides)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sim = aloha_node(ros_context, rate_hz=20.0, image_size=[24, 32], max_steps=20, seed=5,
+                     auto_reset=False)
+    results: list[dict] = []
+    probe = rclpy.create_node("aloha_result_probe", context=ros_context)
+    probe.create_subscription(String, "aloha_sim_node/episode_result",
+                              lambda msg: results.append(json.loads(msg.data)), 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(sim)
+    executor.add_node(probe)
+    start = sim.env.joints.copy()
+    try:
+        spin_until(executor, lambda: bool(results) or child.poll() is not None, 90.0,
+                   "a 20-step episode driven by policy_node")
+        assert child.poll() is None, child.communicate()[0][-3000:]
+        joints = sim.env.joints
+    finally:
+        child.terminate()
+        child.wait(timeout=15)
+        executor.shutdown()
+        probe.destroy_node()
+        sim.destroy_node()
+    assert results[0]["steps"] == 20
+    # the policy's command for step k is (measured waist + 0.15): the waist keeps turning
+    assert joints[waist] - start[waist] > 1.0
+    others = np.delete(np.arange(14), waist)
+    assert np.abs(joints[others] - start[others]).max() < 0.15  # held at the start pose
