@@ -193,3 +193,24 @@ def test_policy_node_with_the_aloha_config_drives_the_sim_over_dds(ros_context, 
     assert joints[waist] - start[waist] > 1.0
     others = np.delete(np.arange(14), waist)
     assert np.abs(joints[others] - start[others]).max() < 0.15  # held at the start pose
+
+
+def test_the_closed_loop_harness_counts_episodes_and_reports_stages(tmp_path):
+    from synthetic_policy import write_onnx_policy
+
+    from lapo_ros.common.policy_file import PolicyMetadata
+    from lapo_ros.sim.aloha.closed_loop import AlohaClosedLoopConfig, run_aloha_closed_loop
+
+    metadata = PolicyMetadata(joint_names=list(JOINT_NAMES), image_size=[24, 32],
+                              action_dim=14, joint_dim=14, rate_hz=50.0)
+    model = write_onnx_policy(tmp_path / "policy.onnx", metadata, np.zeros(14, np.float32))
+    seen = []
+    result = run_aloha_closed_loop(AlohaClosedLoopConfig(
+        model_path=model, episodes=2, seed=3, rate_hz=20.0, device="cpu",
+        sim=AlohaSimConfig(image_size=(24, 32), max_steps=10)), progress=seen.append)
+    assert [e.steps for e in result.episodes] == [10, 10] and seen == [False, False]
+    assert [e.seed for e in result.episodes] == [3, 4]
+    assert result.success_rate == 0.0 and result.stage_counts() == [2, 0, 0, 0, 0]
+    assert result.latency_ms.size >= 10 and np.all(np.isfinite(result.latency_ms))
+    with pytest.raises(ValueError, match="params_file"):
+        AlohaClosedLoopConfig(model_path=model, params_file=tmp_path / "missing.yaml")

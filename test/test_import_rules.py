@@ -19,7 +19,7 @@ TORCH = {"torch", "torchvision"}
 # Only these modules talk ROS 2: the nodes, the node's parameter declarations and the
 # closed-loop harness that runs the sim node next to the policy node.
 ROS_MODULES = {"robot/node.py", "robot/parameters.py", "sim/node.py", "sim/closed_loop.py",
-               "sim/aloha/node.py"}
+               "sim/aloha/node.py", "sim/aloha/closed_loop.py"}
 # Sub-package -> (the lapo_ros sub-packages it may import, third-party modules it must not).
 FOLDER_RULES = {
     "common": ({"common"}, TORCH | {"h5py", "rosbags", "onnxruntime"}),
