@@ -159,3 +159,21 @@ def test_the_insertion_scene_has_the_same_contract():
     hold = obs["joint"].astype(np.float64)
     results = [env.step(hold) for _ in range(3)]
     assert [r[1] for r in results] == [0.0] * 3 and results[-1][3]  # stage 0, truncated
+
+
+def test_torch_can_be_imported_after_the_sim_has_rendered():
+    """Mesa's EGL and triton's LLVM: the sim makes the order safe (this used to segfault)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("torchvision")
+    code = ("from lapo_ros.sim.aloha.env import AlohaSimConfig, AlohaSimEnv\n"
+            "env = AlohaSimEnv(AlohaSimConfig(image_size=(8, 8)))\n"
+            "env.reset(0)\n"
+            "import torch, torchvision\n"
+            "print(torchvision.models.resnet18().eval()(torch.zeros(1, 3, 32, 32)).shape)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "torch.Size([1, 1000])" in result.stdout

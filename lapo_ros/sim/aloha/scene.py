@@ -3,13 +3,20 @@
 One place imports gym-aloha, dm-control and mujoco, so a missing extra is one clear error.
 Rendering defaults to EGL (``MUJOCO_GL=egl``, headless, CPU through Mesa); set
 ``MUJOCO_GL=osmesa`` before the first import to use OSMesa instead.
+
+Importing triton (torch's compiler; torchvision imports it) after Mesa's EGL has started
+segfaults, both bringing their own LLVM; the other order works. So triton, when installed,
+is loaded here first: a process may then use the sim and torch in any order.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+if importlib.util.find_spec("triton") is not None:
+    import triton  # noqa: F401  (before dm_control starts EGL: see above)
 
 try:
     from dm_control import mujoco
