@@ -14,7 +14,7 @@ export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 # The venv is an ament prefix: share/lapo_ros from `pip install .`, lib/lapo_ros from setup.
 export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
 
-.PHONY: setup demo test lint build benchmarks clean
+.PHONY: setup demo demo-aloha test lint build benchmarks clean
 
 # Fresh Python 3.11 machine -> venv with pinned torch, ROS 2 wheels, onnxruntime-gpu, colcon,
 # the [aloha] extra (gym-aloha's MuJoCo scenes; they render with the system's EGL/Mesa);
@@ -36,6 +36,10 @@ $(STAMP): requirements.txt
 demo: setup
 	$(BIN)/python -m lapo_ros.demo.pipeline --out demo_output
 
+# The same chain on gym-aloha's transfer-cube scene (the [aloha] extra), into demo_aloha_output.
+demo-aloha: setup
+	$(BIN)/python -m lapo_ros.demo.aloha_pipeline --out demo_aloha_output
+
 lint: setup
 	$(BIN)/ruff check .
 
@@ -54,4 +58,4 @@ benchmarks: setup
 	$(BIN)/python benchmarks/run_all.py --out BENCHMARKS.md
 
 clean:
-	rm -rf build install log demo_output
+	rm -rf build install log demo_output demo_aloha_output

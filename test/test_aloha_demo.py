@@ -65,3 +65,34 @@ def test_bags_convert_to_exactly_the_recorded_episodes(tmp_path):
         assert not h5["terminals"][:].any()  # timeouts: not terminal
     with pytest.raises(FileExistsError, match="demo_000"):
         record_aloha_bags(tmp_path / "bags", config)
+
+
+def test_pipeline_table_settings_and_expert_reference():
+    from lapo_ros.demo.aloha_pipeline import (
+        AlohaDemoSettings,
+        expert_reference,
+        main,
+        markdown_table,
+        result_row,
+    )
+    from lapo_ros.sim.aloha.closed_loop import AlohaClosedLoopResult
+    from lapo_ros.sim.aloha.node import AlohaEpisodeResult
+
+    def episode(max_stage: int) -> AlohaEpisodeResult:
+        return AlohaEpisodeResult(episode=0, seed=0, task="transfer_cube",
+                                  success=max_stage == 4, max_stage=max_stage,
+                                  final_stage=max_stage, steps=10, stage_steps=[10, 0, 0, 0, 0])
+
+    result = AlohaClosedLoopResult(episodes=[episode(0), episode(2), episode(4), episode(2)],
+                                   latency_ms=np.arange(1.0, 101.0),
+                                   inference_ms=np.full(100, 3.0), skipped_ticks=0, wall_s=1.0)
+    row = result_row("LAPO", result)
+    assert row["success_rate"] == 0.25 and row["stage_counts"] == [1, 0, 2, 0, 1]
+    table = markdown_table([row], expert=1.0)
+    assert "| LAPO (ONNX, policy_node over DDS) | 25% of 4 | 1/0/2/0/1 | 50.5 / 95.0 |" in table
+    assert "| scripted expert (in-process reference) | 100% |" in table
+    counts = AlohaDemoSettings(episodes=7).demo_config().counts
+    assert sum(counts.values()) == 7 and counts["wrong_grasp"] == counts["drop"] == 1
+    assert expert_reference(AlohaSimConfig(), episodes=2, seed=10_000) == 1.0
+    with pytest.raises(SystemExit):
+        main(["--out", "unused", "--train-steps", "0"])
