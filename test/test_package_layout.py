@@ -41,6 +41,7 @@ DEPENDENCY_KEYS = {
     "gym_aloha": None,
     "dm_control": None,
     "mujoco": None,
+    "triton": None,  # comes with torch; the ALOHA sim loads it first when present
 }
 ROBOT_EXECUTABLES = ("policy_node", "sim_node")
 ROBOT_OPTIONAL = {"torch"}  # policy_node imports it only for TorchScript (.pt) policies
