@@ -14,14 +14,18 @@ export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 # The venv is an ament prefix: share/lapo_ros from `pip install .`, lib/lapo_ros from setup.
 export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
 
-.PHONY: setup demo test lint build benchmarks clean
+.PHONY: setup demo demo-aloha test lint build benchmarks clean
 
-# Fresh Python 3.11 machine -> venv with pinned torch, ROS 2 wheels, onnxruntime-gpu, colcon;
+# Fresh Python 3.11 machine -> venv with pinned torch, ROS 2 wheels, onnxruntime-gpu, colcon,
+# the [aloha] extra (gym-aloha's MuJoCo scenes; they render with the system's EGL/Mesa);
 # then the package itself (console scripts + share/lapo_ros), its executables linked into
 # lib/lapo_ros where `ros2 run`/`ros2 launch` look. Idempotent and quick on re-runs.
 setup: $(STAMP)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation .
 	$(BIN)/python tools/link_ros_executables.py lapo_ros
+	@/sbin/ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1 ' || echo "note: no libEGL.so.1:" \
+	  "the ALOHA sim (aloha_sim_node) cannot render; Debian/Ubuntu: apt-get install libegl1" \
+	  "libgl1-mesa-dri (or libosmesa6 and MUJOCO_GL=osmesa)"
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +35,10 @@ $(STAMP): requirements.txt
 
 demo: setup
 	$(BIN)/python -m lapo_ros.demo.pipeline --out demo_output
+
+# The same chain on gym-aloha's transfer-cube scene (the [aloha] extra), into demo_aloha_output.
+demo-aloha: setup
+	$(BIN)/python -m lapo_ros.demo.aloha_pipeline --out demo_aloha_output
 
 lint: setup
 	$(BIN)/ruff check .
@@ -50,4 +58,4 @@ benchmarks: setup
 	$(BIN)/python benchmarks/run_all.py --out BENCHMARKS.md
 
 clean:
-	rm -rf build install log demo_output
+	rm -rf build install log demo_output demo_aloha_output

@@ -16,9 +16,10 @@ PACKAGE = ROOT / "lapo_ros"
 ROS = {"rclpy", "rcl_interfaces", "sensor_msgs", "std_msgs", "std_srvs", "trajectory_msgs",
        "diagnostic_msgs", "builtin_interfaces", "launch", "launch_ros"}
 TORCH = {"torch", "torchvision"}
-# Only these modules talk ROS 2: the two nodes, the node's parameter declarations and the
+# Only these modules talk ROS 2: the nodes, the node's parameter declarations and the
 # closed-loop harness that runs the sim node next to the policy node.
-ROS_MODULES = {"robot/node.py", "robot/parameters.py", "sim/node.py", "sim/closed_loop.py"}
+ROS_MODULES = {"robot/node.py", "robot/parameters.py", "sim/node.py", "sim/closed_loop.py",
+               "sim/aloha/node.py", "sim/aloha/closed_loop.py"}
 # Sub-package -> (the lapo_ros sub-packages it may import, third-party modules it must not).
 FOLDER_RULES = {
     "common": ({"common"}, TORCH | {"h5py", "rosbags", "onnxruntime"}),

@@ -37,6 +37,11 @@ DEPENDENCY_KEYS = {
     "pytest": "python3-pytest",
     "hypothesis": "python3-hypothesis",
     "catkin_pkg": "python3-catkin-pkg",
+    # the optional extra lapo_ros[aloha] (the ALOHA sim): pip only, see setup.py
+    "gym_aloha": None,
+    "dm_control": None,
+    "mujoco": None,
+    "triton": None,  # comes with torch; the ALOHA sim loads it first when present
 }
 ROBOT_EXECUTABLES = ("policy_node", "sim_node")
 ROBOT_OPTIONAL = {"torch"}  # policy_node imports it only for TorchScript (.pt) policies
@@ -194,12 +199,18 @@ QUICK_RUNS = {
     "lapo_hdf5": (["--help"], 0, "usage: lapo_hdf5"),
     "policy_node": ([], 1, "parameter 'model_path' is required"),
     "sim_node": (["--ros-args", "-p", "max_steps:=0"], 1, "parameter 'max_steps' must be >= 1"),
+    "aloha_sim_node": (["--ros-args", "-p", "max_steps:=0"], 1,
+                       "parameter 'max_steps' must be >= 1"),
 }
+OPTIONAL_EXTRAS = {"aloha_sim_node": "gym_aloha"}  # executable -> module of its extra
 
 
 @pytest.mark.parametrize("name", sorted(console_scripts()))
 def test_installed_executable_starts(name):
     assert name in QUICK_RUNS, f"add a quick run of {name} to QUICK_RUNS"
+    if name in OPTIONAL_EXTRAS:
+        pytest.importorskip(OPTIONAL_EXTRAS[name],
+                            reason=f"{name} needs an optional extra of lapo_ros")
     arguments, status, output = QUICK_RUNS[name]
     for prefix in lapo_ros_prefixes():
         result = subprocess.run([prefix / "lib" / "lapo_ros" / name, *arguments],

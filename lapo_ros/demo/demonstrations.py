@@ -9,7 +9,7 @@ per episode, plus a labels file (bag name -> success) for ``bag_to_hdf5``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,8 +105,10 @@ def iter_demonstrations(mix: DemoMix, sim: SimConfig) -> Iterator[RecordedEpisod
 
 
 def write_episode_bag(path: str | os.PathLike, episode: RecordedEpisode, rate_hz: float,
-                      *, storage: str = "sqlite3", start_ns: int = START_NS) -> Path:
-    """Record ``episode`` as a ros2 bag at ``path`` (cameras, joint_states, commands, reward)."""
+                      *, storage: str = "sqlite3", start_ns: int = START_NS,
+                      joint_names: Sequence[str] = JOINT_NAMES) -> Path:
+    """Record ``episode`` as a ros2 bag at ``path`` (cameras, joint_states under
+    ``joint_names``, commands, reward)."""
     period_ns = int(round(1e9 / rate_hz))
     topics = BagTopics(cameras={c: f"/{c}/image_raw" for c in CAMERA_ORDER},
                        joint_states="/joint_states", command="/commands", reward="/reward")
@@ -115,7 +117,7 @@ def write_episode_bag(path: str | os.PathLike, episode: RecordedEpisode, rate_hz
             stamp = start_ns + step * period_ns
             for camera in CAMERA_ORDER:
                 writer.write_image(camera, stamp, episode.images[camera][step])
-            writer.write_joint_state(stamp, JOINT_NAMES, episode.joint[step])
+            writer.write_joint_state(stamp, joint_names, episode.joint[step])
             # stamped with the observation they answer, so bag_to_hdf5 pairs them exactly
             writer.write_command(stamp, episode.command[step])
             writer.write_reward(stamp, float(episode.reward[step]))

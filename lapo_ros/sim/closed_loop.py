@@ -73,45 +73,58 @@ def policy_node_parameters(config: ClosedLoopConfig) -> dict:
     }
 
 
-def _start_policy_node(config: ClosedLoopConfig, params_file: Path, log_file) -> subprocess.Popen:
-    params_file.write_text(yaml.safe_dump(
-        {"/**": {"ros__parameters": policy_node_parameters(config)}}))
+@dataclass
+class PolicyLoopRecord:
+    """What one run of ``drive_sim_node`` saw: the sim node's episode results and the
+    policy node's timing from ``~/status``."""
+
+    results: list  # the sim node's episode results, the first ``episodes`` after start
+    latency_ms: np.ndarray
+    inference_ms: np.ndarray
+    skipped_ticks: int
+    wall_s: float
+
+
+def _start_policy_node(parameters: dict, params_file: Path, base_params: Path | None,
+                       log_file) -> subprocess.Popen:
+    params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    files = [str(path) for path in (base_params, params_file) if path is not None]
     return subprocess.Popen(
-        [sys.executable, "-m", "lapo_ros.robot.node", "--ros-args", "--params-file",
-         str(params_file)], env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        [sys.executable, "-m", "lapo_ros.robot.node", "--ros-args",
+         *[arg for path in files for arg in ("--params-file", path)]],
+        env=env, stdout=log_file, stderr=subprocess.STDOUT)
 
 
-def run_closed_loop(config: ClosedLoopConfig,
-                    progress: Callable[[bool], None] | None = None) -> ClosedLoopResult:
-    """Run ``config.episodes`` episodes of the policy in ``config.model_path`` over DDS."""
+def drive_sim_node(make_sim_node: Callable, policy_parameters: dict, episodes: int,
+                   startup_timeout_s: float, progress: Callable[[bool], None] | None = None,
+                   base_params: Path | None = None) -> PolicyLoopRecord:
+    """``policy_node`` (a child process, ``base_params`` then ``policy_parameters``) against
+    the sim node ``make_sim_node(context)`` in this process, for ``episodes`` episodes.
+
+    The sim node has ``results`` (episode results with ``success``) and ``start_episode()``;
+    counting starts with a fresh episode once the first command arrived.
+    """
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
     from std_msgs.msg import Float64MultiArray
 
-    from lapo_ros.sim.node import SimNode
-
-    sim = config.sim
     context = Context()
     rclpy.init(context=context)
     work = Path(tempfile.mkdtemp(prefix="lapo_closed_loop_"))
     log_path = work / "policy_node.log"
     with open(log_path, "w") as log_file:
-        child = _start_policy_node(config, work / "policy_node.yaml", log_file)
+        child = _start_policy_node(policy_parameters, work / "policy_node.yaml", base_params,
+                                   log_file)
     latency, inference = [], []
     skipped = 0
     first_command = []
     executor = SingleThreadedExecutor(context=context)
-    node = SimNode(context=context, parameter_overrides=[
-        Parameter("rate_hz", value=float(sim.rate_hz)),
-        Parameter("image_size", value=list(sim.image_size)),
-        Parameter("max_steps", value=int(sim.max_steps)),
-        Parameter("seed", value=int(config.seed)), Parameter("auto_reset", value=True)])
+    node = make_sim_node(context)
 
     def on_status(msg: DiagnosticArray) -> None:
         nonlocal skipped
@@ -130,7 +143,7 @@ def run_closed_loop(config: ClosedLoopConfig,
     node.create_subscription(Float64MultiArray, "commands", on_command, 10)
     executor.add_node(node)
     try:
-        deadline = time.monotonic() + config.startup_timeout_s
+        deadline = time.monotonic() + startup_timeout_s
         while not first_command:
             if child.poll() is not None:
                 raise ClosedLoopError(
@@ -138,7 +151,7 @@ def run_closed_loop(config: ClosedLoopConfig,
                     f"commands; its log:\n{log_path.read_text()[-3000:]}")
             if time.monotonic() > deadline:
                 raise ClosedLoopError(
-                    f"no commands from policy_node within {config.startup_timeout_s} s; "
+                    f"no commands from policy_node within {startup_timeout_s} s; "
                     f"its log:\n{log_path.read_text()[-3000:]}")
             executor.spin_once(timeout_sec=0.05)
         # the loop is closed: restart the count with a fresh episode and fresh statistics
@@ -149,7 +162,7 @@ def run_closed_loop(config: ClosedLoopConfig,
         skipped = 0
         start = time.monotonic()
         reported = 0
-        while len(node.results) < config.episodes:
+        while len(node.results) < episodes:
             executor.spin_once(timeout_sec=0.05)
             if child.poll() is not None:
                 raise ClosedLoopError(f"policy_node exited with status {child.returncode}; "
@@ -158,7 +171,7 @@ def run_closed_loop(config: ClosedLoopConfig,
                 progress(node.results[reported].success)
                 reported += 1
         wall_s = time.monotonic() - start
-        results = node.results[: config.episodes]
+        results = node.results[:episodes]
     finally:
         child.terminate()
         try:
@@ -169,7 +182,32 @@ def run_closed_loop(config: ClosedLoopConfig,
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
+    return PolicyLoopRecord(results=results, latency_ms=np.array(latency),
+                            inference_ms=np.array(inference), skipped_ticks=skipped,
+                            wall_s=wall_s)
+
+
+def run_closed_loop(config: ClosedLoopConfig,
+                    progress: Callable[[bool], None] | None = None) -> ClosedLoopResult:
+    """Run ``config.episodes`` episodes of the policy in ``config.model_path`` over DDS."""
+    from rclpy.parameter import Parameter
+
+    from lapo_ros.sim.node import SimNode
+
+    sim = config.sim
+
+    def make_sim_node(context):
+        return SimNode(context=context, parameter_overrides=[
+            Parameter("rate_hz", value=float(sim.rate_hz)),
+            Parameter("image_size", value=list(sim.image_size)),
+            Parameter("max_steps", value=int(sim.max_steps)),
+            Parameter("seed", value=int(config.seed)), Parameter("auto_reset", value=True)])
+
+    record = drive_sim_node(make_sim_node, policy_node_parameters(config), config.episodes,
+                            config.startup_timeout_s, progress)
+    results = record.results
     return ClosedLoopResult(
         successes=[r.success for r in results], failures=[r.failure for r in results],
-        steps=[r.steps for r in results], latency_ms=np.array(latency),
-        inference_ms=np.array(inference), skipped_ticks=skipped, wall_s=wall_s)
+        steps=[r.steps for r in results], latency_ms=record.latency_ms,
+        inference_ms=record.inference_ms, skipped_ticks=record.skipped_ticks,
+        wall_s=record.wall_s)

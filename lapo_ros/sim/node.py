@@ -12,6 +12,7 @@ target when none arrives. Finished episodes are reported on ``~/episode_result``
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float64, Float64MultiArray, String
+from std_msgs.msg import Float64, Float64MultiArray, Header, String
 from std_srvs.srv import Trigger
 
 from lapo_ros.common.images import CAMERA_ORDER
@@ -127,28 +128,38 @@ class SimNode(Node):
     def _publish(self, obs: dict[str, np.ndarray], reward: float) -> None:
         stamp = self.get_clock().now().to_msg()
         for camera in CAMERA_ORDER:
-            pixels = obs[camera]
-            msg = Image()
-            msg.header.stamp = stamp
-            msg.header.frame_id = f"{camera}_camera"
-            msg.height, msg.width = pixels.shape[:2]
-            msg.encoding = "rgb8"
-            msg.step = pixels.shape[1] * 3
-            msg.data = pixels.tobytes()
-            self._image_pubs[camera].publish(msg)
-        joints = JointState()
-        joints.header.stamp = stamp
-        joints.name = list(JOINT_NAMES)
-        joints.position = obs["joint"].astype(np.float64).tolist()
-        self._joint_pub.publish(joints)
+            self._image_pubs[camera].publish(
+                rgb_image_msg(obs[camera], Header(stamp=stamp, frame_id=f"{camera}_camera")))
+        self._joint_pub.publish(joint_state_msg(obs["joint"], Header(stamp=stamp), JOINT_NAMES))
         self._reward_pub.publish(Float64(data=float(reward)))
 
 
-def main(args=None) -> None:
+def rgb_image_msg(pixels: np.ndarray, header: Header) -> Image:
+    """An rgb8 sensor_msgs/Image of an HxWx3 uint8 frame."""
+    msg = Image()
+    msg.header = header
+    msg.height, msg.width = pixels.shape[:2]
+    msg.encoding = "rgb8"
+    msg.step = pixels.shape[1] * 3
+    msg.data = pixels.tobytes()
+    return msg
+
+
+def joint_state_msg(positions: np.ndarray, header: Header, names: Sequence[str]) -> JointState:
+    """A sensor_msgs/JointState with ``positions`` under ``names``."""
+    msg = JointState()
+    msg.header = header
+    msg.name = list(names)
+    msg.position = np.asarray(positions, dtype=np.float64).tolist()
+    return msg
+
+
+def spin(node_class: Callable[[], Node], args=None) -> None:
+    """Initialise rclpy, spin one ``node_class()`` until Ctrl-C or shutdown, clean up."""
     rclpy.init(args=args)
     node = None
     try:
-        node = SimNode()
+        node = node_class()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -157,6 +168,10 @@ def main(args=None) -> None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+
+
+def main(args=None) -> None:
+    spin(SimNode, args)
 
 
 if __name__ == "__main__":
