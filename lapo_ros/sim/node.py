@@ -49,23 +49,12 @@ class SimNode(Node):
         max_steps = self.declare_parameter("max_steps", 80).value
         self.seed = int(self.declare_parameter("seed", 0).value)
         self.auto_reset = bool(self.declare_parameter("auto_reset", True).value)
-        if rate_hz <= 0:
-            raise ValueError(f"parameter 'rate_hz' must be > 0, got {rate_hz}")
-        if len(image_size) != 2 or min(image_size) <= 0:
-            raise ValueError(f"parameter 'image_size' must be [H, W] > 0, got {image_size}")
-        if max_steps < 1:
-            raise ValueError(f"parameter 'max_steps' must be >= 1, got {max_steps}")
+        check_episode_parameters(rate_hz, image_size, max_steps)
         self.env = DualArmReachEnv(SimConfig(
             image_size=(int(image_size[0]), int(image_size[1])), rate_hz=float(rate_hz),
             max_steps=int(max_steps)))
         self.results: list[EpisodeResult] = []
-        self._image_pubs = {cam: self.create_publisher(Image, f"{cam}/image_raw", 10)
-                            for cam in CAMERA_ORDER}
-        self._joint_pub = self.create_publisher(JointState, "joint_states", 10)
-        self._reward_pub = self.create_publisher(Float64, "reward", 10)
-        self._result_pub = self.create_publisher(String, "~/episode_result", 10)
-        self.create_subscription(Float64MultiArray, "commands", self._on_command, 10)
-        self.create_service(Trigger, "~/reset", self._on_reset)
+        self._topics = SimTopics(self, JOINT_NAMES, self._on_command, self._on_reset)
         self._command: np.ndarray | None = None
         self._return = 0.0
         self._episode_done = False
@@ -119,19 +108,57 @@ class SimNode(Node):
             failure=bool(failure), steps=self.env.steps, episode_return=float(self._return))
         self.results.append(result)
         self._episode_done = True
-        self._result_pub.publish(String(data=json.dumps(asdict(result))))
+        self._topics.report(result)
         self.get_logger().info(
             f"episode {result.episode} (seed {result.seed}): "
             f"{'success' if success else 'failure' if failure else 'timeout'} "
             f"after {result.steps} steps")
 
     def _publish(self, obs: dict[str, np.ndarray], reward: float) -> None:
-        stamp = self.get_clock().now().to_msg()
+        self._topics.publish(obs, reward)
+
+
+def check_episode_parameters(rate_hz: float, image_size: Sequence[int], max_steps: int) -> None:
+    """The parameters every sim node has, each named in its error."""
+    if rate_hz <= 0:
+        raise ValueError(f"parameter 'rate_hz' must be > 0, got {rate_hz}")
+    if len(image_size) != 2 or min(image_size) <= 0:
+        raise ValueError(f"parameter 'image_size' must be [H, W] > 0, got {image_size}")
+    if max_steps < 1:
+        raise ValueError(f"parameter 'max_steps' must be >= 1, got {max_steps}")
+
+
+class SimTopics:
+    """A sim node's side of the robot's topics: three camera images, ``joint_states`` and
+    ``reward`` out, ``commands`` and ``~/reset`` in, and one JSON ``~/episode_result`` per
+    episode."""
+
+    def __init__(self, node: Node, joint_names: Sequence[str],
+                 on_command: Callable[[Float64MultiArray], None],
+                 on_reset: Callable[[Trigger.Request, Trigger.Response], Trigger.Response]
+                 ) -> None:
+        self._node, self._joint_names = node, list(joint_names)
+        self._images = {cam: node.create_publisher(Image, f"{cam}/image_raw", 10)
+                        for cam in CAMERA_ORDER}
+        self._joints = node.create_publisher(JointState, "joint_states", 10)
+        self._reward = node.create_publisher(Float64, "reward", 10)
+        self._result = node.create_publisher(String, "~/episode_result", 10)
+        node.create_subscription(Float64MultiArray, "commands", on_command, 10)
+        node.create_service(Trigger, "~/reset", on_reset)
+
+    def publish(self, obs: dict[str, np.ndarray], reward: float) -> None:
+        """One observation, all messages with the same stamp."""
+        stamp = self._node.get_clock().now().to_msg()
         for camera in CAMERA_ORDER:
-            self._image_pubs[camera].publish(
+            self._images[camera].publish(
                 rgb_image_msg(obs[camera], Header(stamp=stamp, frame_id=f"{camera}_camera")))
-        self._joint_pub.publish(joint_state_msg(obs["joint"], Header(stamp=stamp), JOINT_NAMES))
-        self._reward_pub.publish(Float64(data=float(reward)))
+        self._joints.publish(
+            joint_state_msg(obs["joint"], Header(stamp=stamp), self._joint_names))
+        self._reward.publish(Float64(data=float(reward)))
+
+    def report(self, result) -> None:
+        """An episode's result dataclass as JSON on ``~/episode_result``."""
+        self._result.publish(String(data=json.dumps(asdict(result))))
 
 
 def rgb_image_msg(pixels: np.ndarray, header: Header) -> Image:

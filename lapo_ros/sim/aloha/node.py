@@ -18,19 +18,16 @@ steps spent in each stage); with ``auto_reset`` the next one starts with the nex
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float64, Float64MultiArray, Header, String
+from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from lapo_ros.common.images import CAMERA_ORDER
 from lapo_ros.sim.aloha.env import MAX_STAGE, AlohaSimConfig, AlohaSimEnv
 from lapo_ros.sim.aloha.scene import JOINT_NAMES, NUM_JOINTS, RATE_HZ, TASKS
-from lapo_ros.sim.node import joint_state_msg, rgb_image_msg, spin
+from lapo_ros.sim.node import SimTopics, check_episode_parameters, spin
 
 
 @dataclass
@@ -61,23 +58,12 @@ class AlohaSimNode(Node):
         self.auto_reset = bool(self.declare_parameter("auto_reset", True).value)
         if task not in TASKS:
             raise ValueError(f"parameter 'task' must be one of {', '.join(TASKS)}, got {task!r}")
-        if rate_hz <= 0:
-            raise ValueError(f"parameter 'rate_hz' must be > 0, got {rate_hz}")
-        if len(image_size) != 2 or min(image_size) <= 0:
-            raise ValueError(f"parameter 'image_size' must be [H, W] > 0, got {image_size}")
-        if max_steps < 1:
-            raise ValueError(f"parameter 'max_steps' must be >= 1, got {max_steps}")
+        check_episode_parameters(rate_hz, image_size, max_steps)
         self.env = AlohaSimEnv(AlohaSimConfig(
             task=task, image_size=(int(image_size[0]), int(image_size[1])),
             max_steps=int(max_steps), shadows=shadows))
         self.results: list[AlohaEpisodeResult] = []
-        self._image_pubs = {cam: self.create_publisher(Image, f"{cam}/image_raw", 10)
-                            for cam in CAMERA_ORDER}
-        self._joint_pub = self.create_publisher(JointState, "joint_states", 10)
-        self._reward_pub = self.create_publisher(Float64, "reward", 10)
-        self._result_pub = self.create_publisher(String, "~/episode_result", 10)
-        self.create_subscription(Float64MultiArray, "commands", self._on_command, 10)
-        self.create_service(Trigger, "~/reset", self._on_reset)
+        self._topics = SimTopics(self, JOINT_NAMES, self._on_command, self._on_reset)
         self._command: np.ndarray | None = None
         self._started = False
         self._episode_done = False
@@ -134,20 +120,14 @@ class AlohaSimNode(Node):
             final_stage=env.stage, steps=env.steps, stage_steps=list(self._stage_steps))
         self.results.append(result)
         self._episode_done = True
-        self._result_pub.publish(String(data=json.dumps(asdict(result))))
+        self._topics.report(result)
         self.get_logger().info(
             f"episode {result.episode} (seed {result.seed}): "
             f"{'success' if result.success else 'failure'}, highest stage {result.max_stage} "
             f"of {MAX_STAGE}, after {result.steps} steps")
 
     def _publish(self, stage: float) -> None:
-        stamp = self.get_clock().now().to_msg()
-        for camera in CAMERA_ORDER:
-            self._image_pubs[camera].publish(
-                rgb_image_msg(self._obs[camera], Header(stamp=stamp, frame_id=f"{camera}_camera")))
-        self._joint_pub.publish(
-            joint_state_msg(self._obs["joint"], Header(stamp=stamp), JOINT_NAMES))
-        self._reward_pub.publish(Float64(data=stage))
+        self._topics.publish(self._obs, stage)
 
 
 def main(args=None) -> None:
