@@ -2,7 +2,9 @@
 
 An exported policy (``.onnx`` or TorchScript ``.pt``) takes ``image`` uint8 [B,9,H,W]
 (left, right, global RGB) and ``joint`` float32 [B,J] in robot units and returns
-``action`` float32 [B,A] in robot units. Its metadata is JSON under ``METADATA_KEY``:
+``action`` float32 in robot units: [B,A] when ``chunk_size`` is 1, else [B,h,A] with
+h = ``chunk_size``, row i the command for i control periods (``rate_hz``) after the
+observation (an action chunk, as ACT's). Its metadata is JSON under ``METADATA_KEY``:
 in ONNX ``metadata_props``, in TorchScript an extra file of that name.
 ``PolicyMetadata.from_json`` is the one place where metadata is checked.
 """
@@ -38,6 +40,7 @@ class PolicyMetadata:
     camera_order: list[str] = field(default_factory=lambda: list(CAMERA_ORDER))
     action_names: list[str] | None = None  # joints the action commands, in output order
     rate_hz: float | None = None  # control rate of the training data
+    chunk_size: int = 1  # actions per output: 1 -> [B,A]; h > 1 -> [B,h,A]
     training_run: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
@@ -75,6 +78,7 @@ class PolicyMetadata:
         where = f"{source}: metadata"
         _check_positive_int(self.joint_dim, f"{where} joint_dim")
         _check_positive_int(self.action_dim, f"{where} action_dim")
+        _check_positive_int(self.chunk_size, f"{where} chunk_size")
         _check_names(self.joint_names, f"{where} joint_names", self.joint_dim, "joint_dim")
         if self.action_names is not None:
             _check_names(self.action_names, f"{where} action_names", self.action_dim, "action_dim")
@@ -99,6 +103,13 @@ class PolicyMetadata:
             raise PolicyMetadataError(
                 f"{where} training_run must be a JSON object, got {self.training_run!r}"
             )
+
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        """One observation's ``action`` output: (A,) or, for chunks, (h, A)."""
+        if self.chunk_size == 1:
+            return (self.action_dim,)
+        return (self.chunk_size, self.action_dim)
 
     @property
     def command_names(self) -> list[str]:
