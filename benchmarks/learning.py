@@ -10,13 +10,16 @@ baseline of the run. Both train through the trainer of ``training/train.py`` wit
 ``--config`` (default: the shipped ``config/train.yaml``, i.e. what users get: LAPO its
 ``agent:`` section, BC its ``bc:`` section), ``--lapo-set`` on top for an ablation.
 Targets (issue 15): heterogeneous LAPO >= 1.3x BC and >= 0.8x expert; expert-data LAPO
-no worse than BC.
+no worse than BC. ``--chunk-size H`` trains both on action chunks of H steps (issue 16)
+and runs each chunk policy as the node does (``lapo_ros.robot.chunk_execution``), once
+per ``--chunk-executions`` mode (default: temporal ensemble and open loop).
 
     python benchmarks/learning.py [--quick] [--out FILE.md] [--seeds 3] [--first-seed 0]
                                   [--steps 1000]
                                   [--episodes 80] [--datasets expert heterogeneous]
                                   [--config config/train.yaml] [--lapo-set KEY=VALUE ...]
                                   [--progress-scale 1.0] [--advantages] [--prior-mean]
+                                  [--chunk-size 1] [--chunk-executions MODE ...]
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import yaml  # noqa: E402
 from lapo_ros.dataset.layout import write_episodes  # noqa: E402
 from lapo_ros.demo.demonstrations import DemoMix, iter_demonstrations  # noqa: E402
 from lapo_ros.demo.pipeline import expert_success  # noqa: E402
+from lapo_ros.robot.chunk_execution import CHUNK_EXECUTIONS, ChunkExecution  # noqa: E402
 from lapo_ros.sim import JOINT_NAMES, DualArmReachEnv, SimConfig  # noqa: E402
 from lapo_ros.sim.task import TaskConfig  # noqa: E402
 
@@ -129,15 +133,16 @@ def prior_mean_policy(agent):
     return policy
 
 
-def closed_loop_success(agent, sim: SimConfig, episodes: int, policy=None
-                        ) -> tuple[float, float, float]:
+def closed_loop_success(agent, sim: SimConfig, episodes: int, policy=None,
+                        execution: str = "temporal_ensemble") -> tuple[float, float, float]:
     """(success rate, blue-touch rate, mean final fingertip distance to the red target in cm)
-    of ``agent``'s greedy action, or of ``policy`` (a ``DeployablePolicy``) when given."""
+    of ``agent``'s greedy action, or of ``policy`` (a ``DeployablePolicy``) when given; a
+    chunk policy's chunks are played by ``ChunkExecution(execution)``, as the node plays them."""
     import torch
 
     from lapo_ros.lapo.models.policy import observation_arrays
 
-    def act(obs) -> np.ndarray:
+    def predict(obs) -> np.ndarray:
         if policy is None:
             return agent.select_action(obs["left"], obs["right"], obs["global"], obs["joint"])
         image, joint = observation_arrays(obs["left"], obs["right"], obs["global"],
@@ -146,12 +151,16 @@ def closed_loop_success(agent, sim: SimConfig, episodes: int, policy=None
         with torch.no_grad():
             return policy(torch.from_numpy(image)[None], torch.from_numpy(joint)[None])[0].numpy()
 
+    chunks = ChunkExecution(execution, agent.chunk_size)
     env = DualArmReachEnv(sim)
     successes, failures, distances = 0, 0, []
     for index in range(episodes):
         obs, _ = env.reset(EVAL_SEED + index)
+        chunks.reset()
         while True:
-            action = act(obs)
+            if chunks.needs_policy():
+                chunks.add(predict(obs).reshape(agent.chunk_size, -1))
+            action = chunks.next_action()
             obs, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:
                 break
@@ -161,7 +170,7 @@ def closed_loop_success(agent, sim: SimConfig, episodes: int, policy=None
     return successes / episodes, failures / episodes, float(np.mean(distances))
 
 
-def target_notes(means: dict[tuple[str, str], float], expert: float) -> list[str]:
+def target_notes(means: dict[tuple, float], expert: float) -> list[str]:
     """Whether the issue's targets are met by the measured mean success rates."""
     notes = []
     if {("heterogeneous", "lapo"), ("heterogeneous", "bc")} <= set(means):
@@ -220,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--advantages", action="store_true",
                         help="add a table of each LAPO's one-step advantages per demonstrator "
                         "kind (the VAE's weights: expectile where positive)")
+    parser.add_argument("--chunk-size", type=int, default=None,
+                        help="train LAPO and BC on action chunks of this many steps (both "
+                        "agents' chunk_size; default: the config's)")
+    parser.add_argument("--chunk-executions", nargs="+", choices=CHUNK_EXECUTIONS,
+                        default=list(CHUNK_EXECUTIONS), help="how chunk policies run in the "
+                        "closed loop, one row each (default both; chunk_size 1: one row)")
     parser.add_argument("--prior-mean", action="store_true",
                         help="add a column: LAPO's success with the decoder at z = 0 (the "
                         "prior's mean instead of the actor's latent: the weighted VAE alone)")
@@ -247,21 +262,25 @@ def main(argv: list[str] | None = None) -> int:
         "val_every": sizes["steps"], "checkpoint_every": sizes["steps"],
         "log_every": max(1, sizes["steps"] // 10), "agent": dict(args.lapo_set),
     }
+    if args.chunk_size is not None:
+        overrides["agent"]["chunk_size"] = args.chunk_size
+        overrides["bc"] = {"chunk_size": args.chunk_size}
     sim = SimConfig(image_size=(sizes["image_size"], sizes["image_size"]),
                     task=TaskConfig(progress_scale=args.progress_scale))
     expert = expert_success(sim, sizes["eval_episodes"], EVAL_SEED)
 
     table = Table(
         "Closed-loop success in the sim: LAPO vs BC (ratios vs BC and vs the scripted expert)",
-        ["data", "algorithm", "success per seed", "mean success", "vs BC", "vs expert",
-         "touched blue", "final distance to red (cm)", "train s/policy",
+        ["data", "algorithm", "chunk size, execution", "success per seed", "mean success",
+         "vs BC", "vs expert", "touched blue", "final distance to red (cm)", "train s/policy",
          *(["LAPO decoder at z = 0"] if args.prior_mean else [])])
     by_kind = Table(
         "LAPO's one-step advantage per demonstrator kind, all transitions (mean over seeds)",
         ["data", "demonstrator", "mean advantage", "advantage > 0", "first 5 steps: mean "
          "advantage", "first 5 steps: advantage > 0", "first 5 steps: V(s)",
          "first step: advantage > 0", "episodes with mean advantage > 0"])
-    means: dict[tuple[str, str], float] = {}
+    means: dict[tuple, float] = {}  # (data, algo[, execution]) -> mean success
+    executions = args.chunk_executions
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lapo_learning_") as tmp:
         for name in args.datasets:
@@ -270,26 +289,34 @@ def main(argv: list[str] | None = None) -> int:
             demo_success, kinds = make_dataset(data, fractions, sizes["episodes"], sim, seed=0)
             rows = {}
             for algo in args.algorithms:
-                scores, seconds, blues, distances, diagnosed, priors = [], [], [], [], [], []
+                scores, seconds, blues, distances = {}, [], {}, {}
+                diagnosed, priors = [], []
                 for seed in range(args.first_seed, args.first_seed + sizes["seeds"]):
                     begin = time.perf_counter()
                     agent = train_agent(algo, data, Path(tmp) / f"{name}_{algo}_{seed}",
                                         args.config, {**overrides, "seed": seed})
                     seconds.append(time.perf_counter() - begin)
-                    success, blue, distance = closed_loop_success(agent, sim,
-                                                                  sizes["eval_episodes"])
-                    scores.append(success)
+                    for mode in executions if agent.chunk_size > 1 else executions[:1]:
+                        success, blue, distance = closed_loop_success(
+                            agent, sim, sizes["eval_episodes"], execution=mode)
+                        scores.setdefault(mode, []).append(success)
+                        blues.setdefault(mode, []).append(blue)
+                        distances.setdefault(mode, []).append(distance)
+                        print(f"{name} {algo} seed {seed} ({mode}): success {success:.0%}, "
+                              f"touched blue {blue:.0%}, final distance {distance:.1f} cm "
+                              f"({seconds[-1]:.0f} s)", file=sys.stderr, flush=True)
                     if algo == "lapo" and args.advantages:
                         diagnosed.append(advantages_by_kind(agent, data, kinds))
                     if algo == "lapo" and args.prior_mean:
                         priors.append(closed_loop_success(agent, sim, sizes["eval_episodes"],
                                                           prior_mean_policy(agent))[0])
-                    blues.append(blue)
-                    distances.append(distance)
-                    print(f"{name} {algo} seed {seed}: success {success:.0%}, touched blue "
-                          f"{blue:.0%}, final distance {distance:.1f} cm ({seconds[-1]:.0f} s)",
-                          file=sys.stderr, flush=True)
-                means[name, algo] = float(np.mean(scores))
+                for mode, mode_scores in scores.items():
+                    means[name, algo, mode] = float(np.mean(mode_scores))
+                    rows[algo, mode] = (agent.chunk_size, mode_scores,
+                                        float(np.mean(blues[mode])),
+                                        float(np.mean(distances[mode])),
+                                        float(np.mean(seconds)), priors)
+                means[name, algo] = means[name, algo, executions[0]]
                 for kind in sorted(set(kinds)) if diagnosed else []:
                     mean = {key: np.mean([d[kind][key] for d in diagnosed])
                             for key in diagnosed[0][kind]}
@@ -298,17 +325,16 @@ def main(argv: list[str] | None = None) -> int:
                                     f"{mean['first_positive']:.0%}", f"{mean['first_value']:+.2f}",
                                     f"{mean['start_positive']:.0%}",
                                     f"{mean['episode_positive']:.0%}")
-                rows[algo] = (scores, float(np.mean(blues)), float(np.mean(distances)),
-                              float(np.mean(seconds)), priors)
-            for algo, label in (("bc", "BC (MSE)"), ("lapo", "LAPO")):
-                if algo not in rows:
-                    continue
-                scores, blue, distance, seconds, priors = rows[algo]
-                table.add_row(f"{name} ({demo_success:.0%} demos succeed)", label,
-                              " / ".join(f"{s:.0%}" for s in scores),
-                              f"{means[name, algo]:.0%}",
-                              ratio(means[name, algo], means.get((name, "bc"), float("nan"))),
-                              ratio(means[name, algo], expert), f"{blue:.0%}", f"{distance:.1f}",
+            for (algo, mode), (chunk_size, scores, blue, distance, seconds, priors) in sorted(
+                    rows.items(), key=lambda item: (item[0][0] != "bc", item[0][1])):
+                success = means[name, algo, mode]
+                table.add_row(f"{name} ({demo_success:.0%} demos succeed)",
+                              {"bc": "BC (MSE)", "lapo": "LAPO"}[algo],
+                              f"{chunk_size}, {mode.replace('_', ' ')}" if chunk_size > 1
+                              else "1",
+                              " / ".join(f"{s:.0%}" for s in scores), f"{success:.0%}",
+                              ratio(success, means.get((name, "bc", mode), float("nan"))),
+                              ratio(success, expert), f"{blue:.0%}", f"{distance:.1f}",
                               f"{seconds:.0f}",
                               *([" / ".join(f"{s:.0%}" for s in priors) or "-"]
                                 if args.prior_mean else []))
@@ -325,6 +351,11 @@ def main(argv: list[str] | None = None) -> int:
         f"in-process loader"
         + (f"; LAPO changed by --lapo-set: {dict(args.lapo_set)}." if args.lapo_set else
            "; no --lapo-set."),
+        *([f"--chunk-size {args.chunk_size}: both agents train on action chunks of "
+           f"{args.chunk_size} steps; chunk policies run as the policy node runs them "
+           f"(ChunkExecution: temporal ensemble, ensemble_decay 0.01, or open loop, the "
+           f"whole chunk before the next prediction); the targets read the "
+           f"{executions[0].replace('_', ' ')} rows."] if args.chunk_size else []),
         *target_notes(means, expert),
     ]
     by_kind.notes = ["The VAE weighs a transition by the expectile where its advantage is "

@@ -17,6 +17,11 @@ background noise, so the policy has to read the images.
   at the end) only if every step went that way, else it fails (-1). Half of the
   demonstrators go the other way, in the same recorded scenes; on unseen scenes, at the
   start, only the successful mode is right.
+- ``sequence_bandit``: episodes of ``chunk_size`` steps in which the demonstrators play one
+  of four mode sequences; only the sequence the square's colour names earns the reward at
+  the end (red: ``+ + - -``, blue: ``- - + +``). Every step's mode is ``+`` and ``-`` in
+  equal shares for either colour, so only the whole sequence (an action chunk) is right.
+  Its data is a real ``MultimodalReplayBuffer`` of in-memory episodes.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import numpy as np
 import torch
 from lapo_core_data import ArrayTransitions
 
+from lapo_ros.dataset.layout import Episode
 from lapo_ros.lapo.data.batch import TransitionBatch
+from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer
 
 MODE = 0.6
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 30), (30, 30, 220)
@@ -36,9 +43,9 @@ COLOURS = (RED, GREEN, BLUE)
 
 @dataclass
 class KnownAnswer:
-    data: ArrayTransitions
+    data: ArrayTransitions | MultimodalReplayBuffer
     observations: TransitionBatch  # held-out observations (image, joint); other fields unused
-    right_action: np.ndarray  # [N, A] the right policy's action on each observation
+    right_action: np.ndarray  # [N, A] (chunks: [N, h, A]) the right policy's on each
 
 
 def paint(rng: np.random.Generator, colour_index: np.ndarray, size: int) -> np.ndarray:
@@ -159,3 +166,38 @@ def mixed_quality(episodes: int = 200, length: int = 4, scenes: int = 32, size: 
     test_joint = np.zeros((32, 2), np.float32)  # the start of an episode
     right = (test_goal[:, None] * MODE * np.ones((1, action_dim))).astype(np.float32)
     return KnownAnswer(data, observations(test_image, test_joint, right), right)
+
+
+def sequence_bandit(episodes: int = 400, chunk_size: int = 4, scenes: int = 32, size: int = 16,
+                    action_dim: int = 4, seed: int = 0) -> KnownAnswer:
+    """Reward 1 at the end of an episode whose ``chunk_size`` modes were the sequence its
+    scene's colour rewards; the other three sequences earn 0. Joints: the step, scaled."""
+    rng = np.random.default_rng(seed)
+    half = chunk_size // 2
+    rewarded = {1.0: np.repeat([1.0, -1.0], [half, chunk_size - half]),  # red
+                -1.0: np.repeat([-1.0, 1.0], [half, chunk_size - half])}  # blue
+    played = [rewarded[1.0], rewarded[-1.0], np.ones(chunk_size), -np.ones(chunk_size)]
+    colour = np.where(rng.uniform(size=scenes) < 0.5, 1.0, -1.0)
+    scene_image = paint(rng, np.where(colour > 0, 0, 2), size).transpose(0, 2, 3, 1)
+    recorded = []
+    for _ in range(episodes):
+        scene = rng.integers(scenes)
+        signs = played[rng.integers(len(played))]
+        reward = np.zeros(chunk_size, np.float32)
+        reward[-1] = float(np.array_equal(signs, rewarded[colour[scene]]))
+        frames = np.repeat(scene_image[scene][None], chunk_size, axis=0)
+        joint = np.zeros((chunk_size, action_dim), np.float32)
+        joint[:, 0] = np.arange(chunk_size) / chunk_size
+        recorded.append(Episode(
+            left_image=frames[..., 0:3], right_image=frames[..., 3:6],
+            global_image=frames[..., 6:9], joint=joint,
+            action=modes(rng, signs, action_dim), reward=reward, terminal=True))
+    data = MultimodalReplayBuffer(action_dim, action_dim, image_size=size, seed=seed)
+    data.add_episodes(recorded)
+    test_colour = np.where(rng.uniform(size=32) < 0.5, 1.0, -1.0)  # unseen scenes, step 0
+    test_image = paint(rng, np.where(test_colour > 0, 0, 2), size)
+    test_joint = np.zeros((32, action_dim), np.float32)
+    right = np.stack([rewarded[c] for c in test_colour])[:, :, None] * MODE * np.ones(
+        (1, 1, action_dim))
+    right = right.astype(np.float32)
+    return KnownAnswer(data, observations(test_image, test_joint, right[:, 0]), right)

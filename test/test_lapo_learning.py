@@ -13,7 +13,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from known_answer_problems import MODE, KnownAnswer, camera_bandit, mixed_quality, sparse_chain
+from known_answer_problems import (
+    MODE,
+    KnownAnswer,
+    camera_bandit,
+    mixed_quality,
+    sequence_bandit,
+    sparse_chain,
+)
 
 from lapo_ros.lapo import BehaviorCloning, MultimodalLatent
 
@@ -35,20 +42,24 @@ def greedy(agent, problem: KnownAnswer) -> np.ndarray:
         return policy(problem.observations.image, problem.observations.joint).numpy()
 
 
-def lapo_error(problem: KnownAnswer, steps: int) -> np.ndarray:
-    """Per held-out observation: the largest |greedy action - right action| of LAPO."""
-    action_dim = problem.right_action.shape[1]
-    agent = MultimodalLatent(action_dim, replay_buffer=problem.data, device="cpu")
+def trained_error(agent_class: type, problem: KnownAnswer, steps: int) -> np.ndarray:
+    """Per held-out observation: the largest |greedy action - right action| of an agent
+    trained ``steps`` updates (on chunks when the right action is a chunk [N, h, A])."""
+    right = problem.right_action
+    chunk = {"chunk_size": right.shape[1]} if right.ndim == 3 else {}
+    agent = agent_class(right.shape[-1], replay_buffer=problem.data, device="cpu", **chunk)
     agent.train(iterations=steps, batch_size=BATCH_SIZE)
-    return np.abs(greedy(agent, problem) - problem.right_action).max(axis=1)
+    error = np.abs(greedy(agent, problem) - right)
+    return error.reshape(len(error), -1).max(axis=1)
+
+
+def lapo_error(problem: KnownAnswer, steps: int) -> np.ndarray:
+    return trained_error(MultimodalLatent, problem, steps)
 
 
 def assert_bc_averages(problem: KnownAnswer, steps: int) -> None:
     """BC, blind to rewards, predicts about the mean of the modes: near 0, far from both."""
-    action_dim = problem.right_action.shape[1]
-    bc = BehaviorCloning(action_dim, replay_buffer=problem.data, device="cpu")
-    bc.train(iterations=steps, batch_size=BATCH_SIZE)
-    error = np.abs(greedy(bc, problem) - problem.right_action).max(axis=1)
+    error = trained_error(BehaviorCloning, problem, steps)
     assert np.median(error) > 0.3 * GAP, error
 
 
@@ -73,4 +84,12 @@ def test_only_the_successful_demonstrations_are_imitated():
     problem = mixed_quality()
     error = lapo_error(problem, steps=1200)
     assert error.max() < 0.2 * GAP, error
+    assert_bc_averages(problem, steps=300)
+
+
+@pytest.mark.slow
+def test_only_the_rewarded_action_sequence_is_imitated_as_a_chunk():
+    problem = sequence_bandit()
+    error = lapo_error(problem, steps=600)
+    assert error.max() < 0.2 * GAP, error  # all four actions of every held-out chunk
     assert_bc_averages(problem, steps=300)

@@ -381,3 +381,49 @@ def test_episode_index_is_the_row_of_a_split_buffer(data_file):
         for step, episode in zip(batch.joint[:, 0].int().tolist(), batch.episode.tolist(),
                                  strict=True):
             assert kept[episode] == _episode_of(step)
+
+
+def _expected_chunk(step: int, chunk_size: int) -> dict:
+    """What a chunk from global step ``step`` of the coded episodes holds."""
+    episode = _episode_of(step)
+    first = int(np.sum(LENGTHS[:episode]))
+    last_frame = first + LENGTHS[episode] - 1
+    last_transition = last_frame if TERMINALS[episode] else last_frame - 1
+    steps = min(chunk_size, last_transition - step + 1)
+    frames = np.minimum(np.arange(step, step + chunk_size), last_frame)
+    reward = np.where(np.arange(chunk_size) < steps,
+                      (np.arange(step, step + chunk_size) % 7 - 3), 0.0)
+    tail = step + steps - 1
+    terminal = TERMINALS[episode] and tail == last_frame
+    return {"steps": steps, "action": np.cos(frames[:, None] * np.arange(1, 17)),
+            "reward": reward, "next_joint": tail if terminal else tail + 1,
+            "not_done": 0.0 if terminal else 1.0}
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_action_chunks_stay_inside_their_episode_and_back_up_to_its_end(data_file,
+                                                                        num_workers):
+    buffer, chunk_size = _buffer(data_file), 3
+    batches = [buffer.sample(16, discount=0.9, chunk_size=chunk_size) for _ in range(10)]
+    batches += list(step_batches(buffer, seed=2, rank=0, batch_size=8, first_step=0,
+                                 last_step=6, device=torch.device("cpu"),
+                                 num_workers=num_workers, chunk_size=chunk_size))
+    seen = set()
+    for batch in batches:
+        assert batch.action.shape == (len(batch), chunk_size, 16)
+        assert batch.reward.shape == (len(batch), chunk_size)
+        assert batch.chunk_steps.shape == (len(batch), 1)
+        assert_batch_consistent(batch)  # s' is the frame after the chunk's last transition
+        for row, step in enumerate(batch.joint[:, 0].int().tolist()):
+            expected = _expected_chunk(step, chunk_size)
+            assert batch.chunk_steps[row, 0] == expected["steps"]
+            np.testing.assert_allclose(batch.action[row], expected["action"], atol=1e-6)
+            np.testing.assert_allclose(batch.reward[row], expected["reward"])
+            assert batch.next_joint[row, 0] == expected["next_joint"]
+            assert batch.not_done[row, 0] == expected["not_done"]
+            seen.add(step)
+    assert {3, 4, 7, 13, 14, 17} <= seen  # chunks cut by terminal and timed-out ends
+    single = buffer.sample(8)
+    assert single.action.shape == (8, 16) and single.chunk_steps is None
+    with pytest.raises(ValueError, match="chunk_size"):
+        buffer.sample(4, chunk_size=0)

@@ -33,6 +33,12 @@ class RawBatch:
     float32; episode (B,) int64, the transition's episode (row of the buffer's episodes);
     step (B,) int64, its index inside that episode (0: the episode's first transition);
     return_to_go (B,1) float32 when the sampler has a discount (NaN: episode timed out).
+
+    With action chunks of h > 1 steps: action (B,h,A), the recorded a_t..a_{t+h-1}, padded
+    past the episode's last frame by repeating its last action (the arm holds); reward
+    (B,h), r_t..r_{t+n-1} then zeros; chunk_steps (B,1) float32, n = the transitions the
+    chunk covers before its episode ends (<= h); next_image / next_joint / not_done are
+    those of s_{t+n}, so the h-step backup stops at the episode's end.
     """
 
     image: np.ndarray
@@ -45,13 +51,15 @@ class RawBatch:
     episode: np.ndarray
     step: np.ndarray
     return_to_go: np.ndarray | None = None
+    chunk_steps: np.ndarray | None = None
 
     @staticmethod
     def layout_of(
         batch_size: int, frame_shape: tuple[int, ...], joint_dim: int, action_dim: int,
-        returns: bool = False,
+        returns: bool = False, chunk_size: int = 1,
     ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-        """Field name -> (shape, dtype) of a batch (with ``return_to_go`` when ``returns``)."""
+        """Field name -> (shape, dtype) of a batch (with ``return_to_go`` when ``returns``,
+        chunked actions and rewards and ``chunk_steps`` when ``chunk_size`` > 1)."""
         images = (batch_size, NUM_CAMERAS, *frame_shape)
         uint8, float32 = np.dtype(np.uint8), np.dtype(np.float32)
         layout = {
@@ -59,14 +67,17 @@ class RawBatch:
             "next_image": (images, uint8),
             "joint": ((batch_size, joint_dim), float32),
             "next_joint": ((batch_size, joint_dim), float32),
-            "action": ((batch_size, action_dim), float32),
-            "reward": ((batch_size, 1), float32),
+            "action": ((batch_size, action_dim) if chunk_size == 1
+                       else (batch_size, chunk_size, action_dim), float32),
+            "reward": ((batch_size, chunk_size), float32),
             "not_done": ((batch_size, 1), float32),
             "episode": ((batch_size,), np.dtype(np.int64)),
             "step": ((batch_size,), np.dtype(np.int64)),
         }
         if returns:
             layout["return_to_go"] = ((batch_size, 1), float32)
+        if chunk_size > 1:
+            layout["chunk_steps"] = ((batch_size, 1), float32)
         return layout
 
     def __len__(self) -> int:
@@ -232,14 +243,19 @@ class TransitionSampler:
         table: TransitionTable,
         image_size: int,
         layout: str | None = None,
+        chunk_size: int = 1,
     ) -> None:
         """``layout`` of the output frames: "HWC", "CHW", or None for the stored one (one
-        memcpy per frame; "HWC" when the sources differ)."""
+        memcpy per frame; "HWC" when the sources differ); ``chunk_size`` h: actions of h
+        steps and their h-step rewards per transition (see ``RawBatch``)."""
         if len(table) == 0:
             raise ValueError("no transitions to sample: every episode is a single timed-out step")
         if layout not in (None, "HWC", "CHW"):
             raise ValueError(f"layout must be None, 'HWC' or 'CHW', got {layout!r}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         self.table = table
+        self.chunk_size = chunk_size
         self.image_size = int(image_size)
         size = (self.image_size, self.image_size)
         streams = [s.images[cam] for s in sources for cam in CAMERA_ORDER]
@@ -253,10 +269,26 @@ class TransitionSampler:
         ]
         starts = np.cumsum([0] + [s.num_frames for s in sources[:-1]]).astype(np.int64)
         self._global_frame = starts[table.source] + table.frame
-        self._global_next = starts[table.source] + table.next_frame
         self._joint = np.concatenate([s.joint for s in sources])
         self._action = np.concatenate([s.action for s in sources])
         self._reward = np.concatenate([s.reward for s in sources])
+        # n: the transitions a chunk of h covers before its episode ends; s' is the state
+        # after the last of them (the next step's at h = 1)
+        last_row = _episode_last_row(table)
+        rows = np.arange(len(table))
+        steps = np.minimum(chunk_size, last_row - rows + 1)
+        tail = rows + steps - 1
+        self._next_frame = table.next_frame[tail]
+        self._global_next = starts[table.source] + self._next_frame
+        self._not_done = table.not_done[tail]
+        if chunk_size > 1:
+            frames = self._global_frame[:, None] + np.arange(chunk_size)
+            episode_end = (starts[table.source] + table.next_frame[last_row])[:, None]
+            inside = frames - self._global_frame[:, None] < steps[:, None]
+            self._action_frames = np.minimum(frames, episode_end)  # the last action repeats
+            self._reward_frames = np.where(inside, frames, self._global_frame[:, None])
+            self._reward_mask = inside.astype(np.float32)
+            self._steps = steps.astype(np.float32)
         self._pid: int | None = None
 
     def __getstate__(self) -> dict:
@@ -266,7 +298,13 @@ class TransitionSampler:
         """This sampler writing frames in ``layout`` (itself when that is already so)."""
         if layout is None or layout == self.layout:
             return self
-        return TransitionSampler(*self._init_args, layout=layout)
+        return TransitionSampler(*self._init_args, layout=layout, chunk_size=self.chunk_size)
+
+    def with_chunks(self, chunk_size: int) -> TransitionSampler:
+        """This sampler writing action chunks of ``chunk_size`` steps (see ``RawBatch``)."""
+        if chunk_size == self.chunk_size:
+            return self
+        return TransitionSampler(*self._init_args, layout=self.layout, chunk_size=chunk_size)
 
     def with_returns(self, discount: float | None) -> TransitionSampler:
         """This sampler also writing each transition's return-to-go under ``discount``
@@ -277,7 +315,7 @@ class TransitionSampler:
             raise ValueError(f"discount must be in [0, 1], got {discount}")
         sources, table, image_size = self._init_args
         return TransitionSampler(sources, table.with_returns(sources, discount), image_size,
-                                 layout=self.layout)
+                                 layout=self.layout, chunk_size=self.chunk_size)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -307,7 +345,8 @@ class TransitionSampler:
     def batch_layout(self, batch_size: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """Field name -> (shape, dtype) of the RawBatch this sampler fills."""
         return RawBatch.layout_of(batch_size, self.frame_shape, self.joint_dim, self.action_dim,
-                                  returns=self.table.return_to_go is not None)
+                                  returns=self.table.return_to_go is not None,
+                                  chunk_size=self.chunk_size)
 
     def allocate(
         self,
@@ -328,9 +367,15 @@ class TransitionSampler:
         nexts = self._global_next[indices]
         np.take(self._joint, frames, axis=0, out=out.joint)
         np.take(self._joint, nexts, axis=0, out=out.next_joint)
-        np.take(self._action, frames, axis=0, out=out.action)
-        np.take(self._reward, frames, out=out.reward[:, 0])
-        np.take(self.table.not_done, indices, out=out.not_done[:, 0])
+        if self.chunk_size == 1:
+            np.take(self._action, frames, axis=0, out=out.action)
+            np.take(self._reward, frames, out=out.reward[:, 0])
+        else:
+            np.take(self._action, self._action_frames[indices], axis=0, out=out.action)
+            np.take(self._reward, self._reward_frames[indices], out=out.reward)
+            out.reward *= self._reward_mask[indices]
+            np.take(self._steps, indices, out=out.chunk_steps[:, 0])
+        np.take(self._not_done, indices, out=out.not_done[:, 0])
         np.take(self.table.episode, indices, out=out.episode)
         np.take(self.table.step, indices, out=out.step)
         if out.return_to_go is not None:
@@ -341,8 +386,16 @@ class TransitionSampler:
         table = self.table
         for row, (source, frame, nxt) in enumerate(zip(
                 table.source[indices].tolist(), table.frame[indices].tolist(),
-                table.next_frame[indices].tolist(), strict=True)):
+                self._next_frame[indices].tolist(), strict=True)):
             for camera, reader in enumerate(self._readers[source]):
                 reader.read(frame, image[row, camera])
                 reader.read(nxt, next_image[row, camera])
         return out
+
+
+def _episode_last_row(table: TransitionTable) -> np.ndarray:
+    """Each transition's row of the last transition of its episode (rows of one episode are
+    consecutive)."""
+    ends = np.flatnonzero(np.diff(table.episode, append=-1))
+    run = np.concatenate([[0], np.cumsum(np.diff(table.episode) != 0)])
+    return ends[run]

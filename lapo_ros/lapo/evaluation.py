@@ -61,7 +61,9 @@ def predict_episode(
     name: str,
     batch_size: int = 64,
 ) -> EpisodePrediction:
-    """Run the policy over every step of ``episode`` (batched); robot units in and out."""
+    """Run the policy over every step of ``episode`` (batched); robot units in and out.
+    A chunk policy is scored by each chunk's first action (what is commanded at the
+    observation's own tick)."""
     if episode.joint.shape[1] != metadata.joint_dim:
         raise EvaluationError(
             f"{name}: joints have {episode.joint.shape[1]} values, the policy expects "
@@ -78,7 +80,8 @@ def predict_episode(
         stop = min(start + batch_size, len(episode))
         image = np.stack([_stacked_frame(episode, t, size) for t in range(start, stop)])
         joint = np.ascontiguousarray(episode.joint[start:stop], dtype=np.float32)
-        predictions.append(np.asarray(run(image, joint), dtype=np.float32))
+        action = np.asarray(run(image, joint), dtype=np.float32)
+        predictions.append(action[:, 0] if metadata.chunk_size > 1 else action)
     predicted = np.concatenate(predictions)
     if not np.all(np.isfinite(predicted)):
         raise EvaluationError(f"{name}: the policy returned NaN or inf")

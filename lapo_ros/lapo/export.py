@@ -202,7 +202,7 @@ def _checked_inputs(
 def _check_action(action, batch_size: int, metadata: PolicyMetadata) -> None:
     import torch
 
-    expected = (batch_size, metadata.action_dim)
+    expected = (batch_size, *metadata.action_shape)
     if not isinstance(action, torch.Tensor) or tuple(action.shape) != expected:
         shape = list(action.shape) if isinstance(action, torch.Tensor) else type(action).__name__
         raise PolicyExportError(
@@ -301,6 +301,7 @@ def export_checkpoint(
         action_dim=policy.action_dim,
         joint_dim=policy.joint_dim,
         rate_hz=agent.rate_hz,
+        chunk_size=policy.chunk_size,
         training_run=training_run_info(checkpoint, record) if record else {},
     )
     export_policy(policy, metadata, path, tolerance=tolerance)

@@ -48,7 +48,8 @@ class TransitionSource(Protocol):
     statistics: DatasetStatistics
     image_size: int
 
-    def sample(self, batch_size: int, discount: float | None = None) -> TransitionBatch: ...
+    def sample(self, batch_size: int, discount: float | None = None,
+               chunk_size: int = 1) -> TransitionBatch: ...
 
 
 @dataclass
@@ -84,17 +85,22 @@ def _field_names(cls: type) -> frozenset[str]:
 
 
 def check_batch(owner: str, batch: TransitionBatch, image_size: int, joint_dim: int,
-                action_dim: int) -> None:
+                action_dim: int, chunk_size: int = 1) -> None:
     """Raise ValueError naming the field whose shape does not fit the agent."""
     expected = {
         "image": (9, image_size, image_size),
         "next_image": (9, image_size, image_size),
         "joint": (joint_dim,),
         "next_joint": (joint_dim,),
-        "action": (action_dim,),
-        "reward": (1,),
+        "action": (action_dim,) if chunk_size == 1 else (chunk_size, action_dim),
+        "reward": (chunk_size,),
         "not_done": (1,),
     }
+    if chunk_size > 1:
+        if batch.chunk_steps is None:
+            raise ValueError(f"{owner}: chunk_size {chunk_size} needs batches with "
+                             f"chunk_steps: sample them with chunk_size={chunk_size}")
+        expected["chunk_steps"] = (1,)
     size = batch.image.shape[0]
     for name, shape in expected.items():
         tensor = getattr(batch, name)
@@ -195,6 +201,16 @@ class OfflineAgent:
         when the update does not read returns."""
         return None
 
+    @property
+    def chunk_size(self) -> int:
+        """Actions per training batch row and per prediction (``AgentConfig.chunk_size``)."""
+        return self.config.chunk_size
+
+    def _action_target(self, action: torch.Tensor) -> torch.Tensor:
+        """Robot-unit actions [B, A] or chunks [B, h, A] -> z-scored per joint, [B, h * A]:
+        what the heads predict."""
+        return self.action_scaler.normalize(action.float()).reshape(action.shape[0], -1)
+
     def _update(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
@@ -216,12 +232,13 @@ class OfflineAgent:
                 f"iterations ({iterations}) and batch_size ({batch_size}) must be >= 1"
             )
         totals: dict[str, torch.Tensor] = {}
-        discount = self.return_discount
+        request: dict[str, Any] = {}  # sources written for the seed take batch_size only
+        if self.return_discount is not None:
+            request["discount"] = self.return_discount
+        if self.chunk_size > 1:
+            request["chunk_size"] = self.chunk_size
         for _ in range(iterations):
-            if discount is None:  # sources written for the seed take batch_size only
-                batch = self.replay_buffer.sample(batch_size)
-            else:
-                batch = self.replay_buffer.sample(batch_size, discount=discount)
+            batch = self.replay_buffer.sample(batch_size, **request)
             for name, value in self._update(batch).items():
                 totals[name] = totals[name] + value if name in totals else value
         metrics = {name: float(value) / iterations for name, value in totals.items()}
@@ -243,7 +260,8 @@ class OfflineAgent:
         global_img: np.ndarray,
         joint: np.ndarray,
     ) -> np.ndarray:
-        """uint8 HWC RGB images of any size + joint (robot units) -> action (A,) robot units."""
+        """uint8 HWC RGB images of any size + joint (robot units) -> action (A,) in robot
+        units; with ``chunk_size`` h > 1 the chunk (h, A), row i for i steps ahead."""
         image, joint = observation_arrays(
             left_img, right_img, global_img, joint, self.config.image_size, self.joint_dim
         )

@@ -2,8 +2,9 @@
 
 BC here is deterministic regression: the observation feature (same ``ImageJointEncoder``)
 goes through an MLP and the encoder and head minimise the MSE to the z-scored recorded
-action, every transition weighted equally (the deployed action is clipped to the recorded
-range, as LAPO's). Rewards are ignored, so on data from several modes it predicts their
+action (or chunk of ``chunk_size`` actions, ACT's target without its CVAE), every
+transition weighted equally (the deployed action is clipped to the recorded range, as
+LAPO's). Rewards are ignored, so on data from several modes it predicts their
 average: what LAPO's advantage weighting must beat. Its options are ``BCConfig``: the
 encoder, network and compute options LAPO has too, and one learning rate.
 """
@@ -80,7 +81,7 @@ class BehaviorCloning(OfflineAgent):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             obs_encoder = self._encoder()
-            policy_head = RegressionHead(config.feature_dim, self.action_dim,
+            policy_head = RegressionHead(config.feature_dim, config.chunk_size * self.action_dim,
                                          config.hidden_dims).to(device)
         self.modules = BCModules(
             obs_encoder=obs_encoder,
@@ -91,14 +92,15 @@ class BehaviorCloning(OfflineAgent):
                            config.fused_adam),
         )
         self._policy = DeployablePolicy(obs_encoder, policy_head, self.joint_normalizer,
-                                        self.action_scaler, config.image_size, self.action_dim)
+                                        self.action_scaler, config.image_size, self.action_dim,
+                                        config.chunk_size)
 
     def _update(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
         check_batch("BehaviorCloning", batch, self.config.image_size, self.joint_dim,
-                    self.action_dim)
+                    self.action_dim, self.chunk_size)
         batch = batch.to(self.device, non_blocking=True)
         self.set_training(True)
-        target = self.action_scaler.normalize(batch.action.float())
+        target = self._action_target(batch.action)
         with autocast(self.config.autocast_dtype, self.device):
             feature = self.obs_encoder(self._training_images(batch.image),
                                        self.joint_normalizer(batch.joint.float()))

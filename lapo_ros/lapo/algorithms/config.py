@@ -42,6 +42,10 @@ class AgentConfig:
     channels_last: bool = False  # NHWC convolutions (faster on recent GPUs)
     fused_adam: bool = False  # one fused kernel per Adam step (CUDA and CPU)
     autocast_dtype: str | None = None  # "bfloat16" (or "float16") mixed precision, CUDA or CPU
+    # Actions per prediction (h): 1 = one action per observation; h > 1 models the
+    # sequence a_t..a_{t+h-1} (ACT's action chunks), scored with the h-step reward sum
+    # and a bootstrap from s_{t+h} (an unbiased n-step backup, as Q-chunking)
+    chunk_size: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -56,6 +60,7 @@ class AgentConfig:
             "joint_hidden_dim": self.joint_hidden_dim > 0,
             "hidden_dims": len(self.hidden_dims) > 0 and min(self.hidden_dims) > 0,
             "image_size": self.image_size >= 16,
+            "chunk_size": self.chunk_size >= 1,
             "conv1_scale": self.conv1_scale > 0.0,
             "max_grad_norm": self.max_grad_norm is None or self.max_grad_norm > 0.0,
             "random_shift": 0.0 <= self.random_shift < 0.5,
@@ -141,7 +146,7 @@ class LAPOConfig(AgentConfig):
     critic_lr: float = 2e-4  # critic + observation encoder
     actor_vae_lr: float = 2e-4
     actor_lr: float = 2e-4  # the latent actor
-    latent_dim: int | None = None  # None -> 2 * action_dim
+    latent_dim: int | None = None  # None -> 2 * the modelled actions (chunk_size * action_dim)
 
     def checks(self) -> dict[str, bool]:
         return {

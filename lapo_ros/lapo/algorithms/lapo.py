@@ -32,9 +32,12 @@ sign per demonstration (``advantage_scope="episode"``: its first step's advantag
 VAE's loss training the encoder (``vae_encoder_gradient``: step 3 on f, not detached);
 opt-in, DrQ's random shift of the training images (``random_shift``). LAPO's own choices
 are one setting each (1, "one_step", "step", 0.9, false); BENCHMARKS.md (learning)
-measures each. Joints and actions are z-scored with the dataset's statistics inside
-(``models/normalization.py``); images stay uint8 until they reach the training device.
-The agent uses the replay buffer only through ``sample(batch_size, discount)``,
+measures each. With ``chunk_size`` h > 1 (action chunks, ours too) the VAE, decoder,
+actor latent and critic act on the h-action sequence (z-scored per joint, concatenated),
+and step 1's target is the n-step backup of ``chunk_backup``. Joints and actions are
+z-scored with the dataset's statistics inside (``models/normalization.py``); images stay
+uint8 until they reach the training device. The agent uses the replay buffer only through
+``sample(batch_size, discount, chunk_size)``,
 ``statistics``, ``image_size``, ``joint_names``, ``rate_hz`` and ``num_episodes``; its
 modules and optimisers are one ``LAPOModules`` record (``base.py``).
 """
@@ -75,12 +78,12 @@ class UpdateInputs:
     """A batch on the training device, normalised: what every update step reads."""
 
     image: torch.Tensor  # uint8 [B, 9, H, W]
-    next_image: torch.Tensor
+    next_image: torch.Tensor  # s' (with chunks of h: s_{t+n}, n <= h)
     joint: torch.Tensor  # z-scored [B, J]
     next_joint: torch.Tensor
-    action: torch.Tensor  # z-scored [B, A]
-    reward: torch.Tensor  # [B, 1]
-    discount: torch.Tensor  # gamma * not_done, [B, 1]
+    action: torch.Tensor  # z-scored [B, A] (chunks: [B, h * A], a_t first)
+    reward: torch.Tensor  # [B, 1] (chunks: sum_{i<n} gamma^i r_{t+i})
+    discount: torch.Tensor  # gamma * not_done, [B, 1] (chunks: gamma^n * not_done)
     return_to_go: torch.Tensor | None  # [B, 1] (NaN: timed out); with the "return" estimate
     fold: torch.Tensor | None  # [B] critic fold of each transition's episode (critic_folds > 1)
     episode: torch.Tensor | None  # [B] episode of each transition (advantage_scope "episode")
@@ -182,7 +185,8 @@ class MultimodalLatent(OfflineAgent):
         self._setup(replay_buffer, statistics, device, overrides, joint_names, rate_hz)
         check_folds(self.config.critic_folds, getattr(replay_buffer, "num_episodes", None))
         self.action_dim = int(action_dim)
-        self.latent_dim = int(self.config.resolved_latent_dim(self.action_dim)
+        self.chunk_dim = self.config.chunk_size * self.action_dim  # what the heads model
+        self.latent_dim = int(self.config.resolved_latent_dim(self.chunk_dim)
                               if latent_dim is None else latent_dim)
         self.config = replace(self.config, latent_dim=self.latent_dim)
         self.max_action = float(max_action)
@@ -200,6 +204,7 @@ class MultimodalLatent(OfflineAgent):
             self.action_scaler,
             self.config.image_size,
             self.action_dim,
+            self.config.chunk_size,
         )
 
     def _build(self) -> LAPOModules:
@@ -210,7 +215,7 @@ class MultimodalLatent(OfflineAgent):
             critic = self._critic()
             actor = Actor(config.feature_dim, self.latent_dim, config.max_latent_action,
                           config.hidden_dims).to(device)
-            actor_vae = ActorVAE(config.feature_dim, self.action_dim, self.latent_dim,
+            actor_vae = ActorVAE(config.feature_dim, self.chunk_dim, self.latent_dim,
                                  config.max_latent_action, config.hidden_dims).to(device)
             fold_encoders = nn.ModuleList(
                 self._encoder() for _ in range(config.critic_folds - 1))
@@ -241,7 +246,7 @@ class MultimodalLatent(OfflineAgent):
 
     def _critic(self) -> Critic:
         config = self.config
-        return Critic(config.feature_dim, self.action_dim, config.hidden_dims,
+        return Critic(config.feature_dim, self.chunk_dim, config.hidden_dims,
                       action_head=config.encoder_action_weight > 0).to(self.device)
 
     def _folds(self) -> list[tuple[ImageJointEncoder, Critic, ImageJointEncoder, Critic]]:
@@ -274,8 +279,9 @@ class MultimodalLatent(OfflineAgent):
 
     def _inputs(self, batch: TransitionBatch, augment: bool = True) -> UpdateInputs:
         check_batch("MultimodalLatent", batch, self.config.image_size, self.joint_dim,
-                    self.action_dim)
+                    self.action_dim, self.chunk_size)
         batch = batch.to(self.device, non_blocking=True)
+        reward, discount = chunk_backup(batch, self.config.gamma)
         images = self._training_images if augment else self._images
         returns = None
         if self.config.advantage_estimate == "return":
@@ -303,9 +309,9 @@ class MultimodalLatent(OfflineAgent):
             next_image=images(batch.next_image),
             joint=self.joint_normalizer(batch.joint.float()),
             next_joint=self.joint_normalizer(batch.next_joint.float()),
-            action=self.action_scaler.normalize(batch.action.float()),
-            reward=batch.reward.float().reshape(-1, 1),
-            discount=self.config.gamma * batch.not_done.float().reshape(-1, 1),
+            action=self._action_target(batch.action),
+            reward=reward,
+            discount=discount,
             return_to_go=returns,
             fold=fold,
             episode=episode,
@@ -562,6 +568,20 @@ def _mse(prediction: torch.Tensor, target: torch.Tensor, keep: torch.Tensor | No
         return F.mse_loss(prediction, target)
     squared = (prediction - target).pow(2) * keep
     return squared.sum() / (keep.sum() * prediction.shape[1]).clamp(min=1)
+
+
+def chunk_backup(batch: TransitionBatch, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reward, discount) of the critic's target ``reward + discount * V(s')``, [B, 1] each:
+    (r, gamma * not_done) for single actions; for a chunk that covers n <= h transitions
+    before its episode ends, (sum_{i<n} gamma^i r_{t+i}, gamma^n * not_done), the
+    unbiased n-step backup from s_{t+n} (no bootstrap past a terminal)."""
+    not_done = batch.not_done.float().reshape(-1, 1)
+    if batch.chunk_steps is None:
+        return batch.reward.float().reshape(-1, 1), gamma * not_done
+    reward = batch.reward.float()
+    powers = gamma ** torch.arange(reward.shape[1], device=reward.device, dtype=reward.dtype)
+    return ((reward * powers).sum(dim=1, keepdim=True),
+            gamma ** batch.chunk_steps.float().reshape(-1, 1) * not_done)
 
 
 def check_folds(folds: int, num_episodes: int | None) -> None:

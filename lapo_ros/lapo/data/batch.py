@@ -26,6 +26,9 @@ class TransitionBatch:
     the source does not say); step: int64 [B], each transition's index inside it.
     return_to_go: float32 [B, 1], the discounted return over the rest of the recorded
     episode, NaN where it timed out; present when sampled with a discount.
+    With action chunks of h > 1 steps (``dataset.sampler.RawBatch``): action [B, h, A],
+    reward [B, h] (zeros past the episode's end), chunk_steps float32 [B, 1], the n <= h
+    transitions the chunk covers; next_* and not_done are those of s_{t+n}.
     """
 
     image: torch.Tensor
@@ -38,6 +41,7 @@ class TransitionBatch:
     episode: torch.Tensor | None = None
     step: torch.Tensor | None = None
     return_to_go: torch.Tensor | None = None
+    chunk_steps: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> TransitionBatch:
         return TransitionBatch(**{

@@ -125,7 +125,7 @@ class MultimodalReplayBuffer:
 
     def _reset_cache(self) -> None:
         self._sampler: TransitionSampler | None = None
-        self._return_samplers: dict[float, TransitionSampler] = {}
+        self._samplers: dict[tuple[float | None, int], TransitionSampler] = {}
         self._statistics: DatasetStatistics | None = None
         self._sample_out: tuple[tuple[int, float | None], RawBatch] | None = None
 
@@ -217,26 +217,30 @@ class MultimodalReplayBuffer:
 
     # ---- sampling ------------------------------------------------------------------------
 
-    def sample(self, batch_size: int, discount: float | None = None) -> TransitionBatch:
+    def sample(self, batch_size: int, discount: float | None = None,
+               chunk_size: int = 1) -> TransitionBatch:
         """``batch_size`` random transitions (seeded by ``seed``) on ``device``, with their
-        return-to-go under ``discount`` when given."""
-        sampler = self.sampler(discount=discount)
-        key = (batch_size, discount)
+        return-to-go under ``discount`` when given, and action chunks of ``chunk_size``."""
+        sampler = self.sampler(discount=discount, chunk_size=chunk_size)
+        key = (batch_size, discount, chunk_size)
         if self._sample_out is None or self._sample_out[0] != key:
             pin = self.device.type == "cuda"
             self._sample_out = (key, sampler.allocate(batch_size, _torch_empty(pin)))
         raw = sampler.fill(sampler.sample_indices(self._rng, batch_size), self._sample_out[1])
         return raw_to_batch(raw, self.device, sampler.layout)
 
-    def sampler(self, layout: str | None = None,
-                discount: float | None = None) -> TransitionSampler:
+    def sampler(self, layout: str | None = None, discount: float | None = None,
+                chunk_size: int = 1) -> TransitionSampler:
         """The numpy sampler behind ``sample`` (picklable; for DataLoader workers), writing
-        frames in ``layout`` ("HWC", "CHW"; None: as stored, the fastest to read) and, with a
-        ``discount``, each transition's return-to-go (computed once per discount)."""
-        if discount is not None and discount not in self._return_samplers:
-            self._return_samplers[discount] = self._get_sampler().with_returns(discount)
-        base = self._get_sampler() if discount is None else self._return_samplers[discount]
-        return base.with_layout(layout)
+        frames in ``layout`` ("HWC", "CHW"; None: as stored, the fastest to read), with a
+        ``discount`` each transition's return-to-go, and action chunks of ``chunk_size``
+        steps with their rewards (``dataset.sampler.RawBatch``); each built once."""
+        key = (discount, chunk_size)
+        if key not in self._samplers:
+            base = self._get_sampler().with_returns(discount) if discount is not None else (
+                self._get_sampler())
+            self._samplers[key] = base.with_chunks(chunk_size)
+        return self._samplers[key].with_layout(layout)
 
     def split(
         self, val_fraction: float, seed: int = 0
@@ -344,6 +348,7 @@ def raw_to_batch(
         next_joint=move(raw.next_joint), not_done=move(raw.not_done),
         episode=move(raw.episode), step=move(raw.step),
         return_to_go=None if raw.return_to_go is None else move(raw.return_to_go),
+        chunk_steps=None if raw.chunk_steps is None else move(raw.chunk_steps),
     )
 
 

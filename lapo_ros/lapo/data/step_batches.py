@@ -70,10 +70,12 @@ def step_batches(
     device: torch.device,
     num_workers: int = 0,
     discount: float | None = None,
+    chunk_size: int = 1,
 ) -> Iterator[TransitionBatch]:
     """TransitionBatches for steps ``first_step .. last_step - 1`` on ``device``, in order;
-    with a ``discount`` they carry each transition's return-to-go."""
-    sampler = buffer.sampler(discount=discount)
+    with a ``discount`` they carry each transition's return-to-go, with ``chunk_size`` > 1
+    action chunks (``buffer.sampler``)."""
+    sampler = buffer.sampler(discount=discount, chunk_size=chunk_size)
     pinned = device.type == "cuda"
     # a worker refills a slot only after the training process copied it: it runs at most
     # PREFETCH_FACTOR batches ahead of the one being consumed (+1 in the pin-memory thread)

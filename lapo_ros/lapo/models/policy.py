@@ -1,7 +1,8 @@
 """The greedy policy as one ``nn.Module``: robot-unit observation in, robot-unit action out.
 
 ``DeployablePolicy`` is what ``export.py`` traces or scripts into a policy file (contract:
-``image`` uint8 [B, 9, H, W], ``joint`` float32 [B, J] -> ``action`` float32 [B, A]), and
+``image`` uint8 [B, 9, H, W], ``joint`` float32 [B, J] -> ``action`` float32 [B, A], or
+[B, h, A] for chunks of h actions; ``lapo_ros.common.policy_file``), and
 what ``select_action`` runs, so the exported file and the agent compute the same thing.
 All normalisation is inside; no data-dependent Python control flow.
 """
@@ -32,9 +33,10 @@ class LatentPolicyHead(nn.Module):
 class DeployablePolicy(nn.Module):
     """normalise joint -> encode (image, joint) -> head -> action in robot units.
 
-    ``head`` maps the observation feature to a normalised action (``LatentPolicyHead`` for
-    LAPO, the regression head for BC). ``image_size`` (H, W), ``joint_dim`` and
-    ``action_dim`` describe the expected inputs for the exporter's metadata.
+    ``head`` maps the observation feature to a normalised action, or ``chunk_size`` of them
+    concatenated (``LatentPolicyHead`` for LAPO, the regression head for BC).
+    ``image_size`` (H, W), ``joint_dim``, ``action_dim`` and ``chunk_size`` describe the
+    inputs and output for the exporter's metadata.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class DeployablePolicy(nn.Module):
         action_scaler: ActionScaler,
         image_size: int,
         action_dim: int,
+        chunk_size: int = 1,
     ) -> None:
         super().__init__()
         self.obs_encoder = obs_encoder
@@ -54,11 +57,16 @@ class DeployablePolicy(nn.Module):
         self.image_size = (int(image_size), int(image_size))
         self.joint_dim = int(obs_encoder.joint_dim)
         self.action_dim = int(action_dim)
+        self.chunk_size = int(chunk_size)
 
     def forward(self, image: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
-        """image uint8 [B, 9, H, W], joint float32 [B, J] -> action float32 [B, A]."""
+        """image uint8 [B, 9, H, W], joint float32 [B, J] -> action float32 [B, A], or
+        [B, h, A] with chunk_size h > 1 (row i: i steps ahead)."""
         feature = self.obs_encoder(image, self.joint_normalizer(joint.float()))
-        return self.action_scaler(self.head(feature).float())
+        action = self.head(feature).float()
+        if self.chunk_size > 1:
+            action = action.reshape(action.shape[0], self.chunk_size, self.action_dim)
+        return self.action_scaler(action)
 
 
 def observation_arrays(

@@ -209,7 +209,7 @@ class Trainer:
             self.train_data, seed=config.seed, rank=self.context.rank,
             batch_size=config.batch_size, first_step=self.step, last_step=config.steps,
             device=self.device, num_workers=config.num_workers,
-            discount=self.agent.return_discount,
+            discount=self.agent.return_discount, chunk_size=self.agent.chunk_size,
         )
         sums: dict[str, float] = {}
         count, started, postfix = 0, time.perf_counter(), {}
@@ -285,14 +285,15 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Greedy-action error against recorded actions (and Q/V statistics for LAPO)."""
+        """Greedy-action error against recorded actions, whole chunks with ``chunk_size``
+        > 1 (and Q/V statistics for LAPO)."""
         agent = self.agent
         policy = agent.deployable_policy()
         critic = getattr(agent, "critic", None)
         modes = [(m, m.training) for m in self._modules()]
         for module, _ in modes:
             module.eval()
-        sampler = self.val_data.sampler()
+        sampler = self.val_data.sampler(chunk_size=agent.chunk_size)
         sums: dict[str, float] = {}
         q_values, v_values = [], []
         try:
@@ -311,13 +312,13 @@ class Trainer:
                 if critic is not None:
                     joint = agent.joint_normalizer(batch.joint)
                     feature = agent.obs_encoder(batch.image, joint)
-                    q1, q2 = critic(feature, agent.action_scaler.normalize(batch.action))
+                    q1, q2 = critic(feature, agent._action_target(batch.action))
                     q_values.append(torch.min(q1, q2).float().cpu())
                     v_values.append(critic.v(feature).float().cpu())
         finally:
             for module, training in modes:
                 module.train(training)
-        elements = len(self._val_indices) * self.train_data.action_dim
+        elements = len(self._val_indices) * self.train_data.action_dim * agent.chunk_size
         scores = {f"val/{k}": v / elements for k, v in sums.items()}
         if q_values:
             q, v = torch.cat(q_values), torch.cat(v_values)
