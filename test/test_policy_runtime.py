@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from synthetic_policy import (
     expected_action,
+    expected_chunk,
     export_affine_policy,
     make_metadata,
     metadata_with,
@@ -55,6 +56,74 @@ def test_infer_matches_the_policy_and_reads_metadata(tmp_path, kind, backend):
     action = runtime.infer(image, joint)
     assert action.dtype == np.float32 and action.shape == (3,)
     np.testing.assert_allclose(action, expected_action(image, joint, OFFSET, 0.01), rtol=1e-5)
+    chunk = runtime.infer_chunk(image, joint)  # a one-action policy's chunk is [1, A]
+    assert chunk.dtype == np.float32 and chunk.shape == (1, 3)
+    np.testing.assert_array_equal(chunk[0], action)
+
+
+@pytest.mark.parametrize(("kind", "backend"), [("p.onnx", "onnxruntime"), ("p.pt", "torchscript")])
+def test_infer_chunk_gives_the_policys_rows_in_order(tmp_path, kind, backend):
+    metadata = make_metadata(joint_dim=5, action_dim=3, image_size=(16, 24), chunk_size=4)
+    write = write_onnx_policy if backend == "onnxruntime" else write_torchscript_policy
+    path = write(tmp_path / kind, metadata, offset=OFFSET, image_gain=0.01)
+    runtime = load_policy(path, device="cpu")
+    assert runtime.metadata == metadata and runtime.backend == backend
+    assert runtime.warm_up(1) > 0
+    image, joint = _inputs(metadata)
+    chunk = runtime.infer_chunk(image, joint)
+    assert chunk.dtype == np.float32 and chunk.shape == (4, 3)
+    expected = expected_chunk(image, joint, OFFSET, 0.01, 4)
+    np.testing.assert_allclose(chunk, expected, rtol=1e-5)
+    np.testing.assert_allclose(np.diff(chunk, axis=0), np.tile(OFFSET, (3, 1)), atol=1e-4)
+    with pytest.raises(PolicyRuntimeError, match=rf"{kind}: .*chunk_size 4\); use infer_chunk"):
+        runtime.infer(image, joint)
+
+
+@pytest.mark.parametrize(
+    ("graph_chunk", "claimed_chunk", "message"),
+    [
+        (4, 1, r"graph 'action' is tensor\(float\) \['B', 4, 3\], but the metadata's "
+               r"action_dim 3 needs tensor\(float\) \['B', 3\]"),
+        (1, 4, r"graph 'action' is tensor\(float\) \['B', 3\], but the metadata's "
+               r"chunk_size 4 and action_dim 3 needs tensor\(float\) \['B', 4, 3\]"),
+        (4, 5, r"graph 'action' is tensor\(float\) \['B', 4, 3\], but the metadata's "
+               r"chunk_size 5 and action_dim 3 needs tensor\(float\) \['B', 5, 3\]"),
+    ],
+)
+def test_onnx_graph_with_another_chunk_shape_is_refused(
+    tmp_path, graph_chunk, claimed_chunk, message
+):
+    graph = make_metadata(joint_dim=4, action_dim=3, image_size=(16, 16), chunk_size=graph_chunk)
+    path = write_onnx_policy(tmp_path / "chunks.onnx", graph)
+    replace_metadata(path, metadata_with(graph, chunk_size=claimed_chunk))
+    with pytest.raises(PolicyRuntimeError, match=r"chunks\.onnx: " + message) as raised:
+        load_policy(path, device="cpu")
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("traced_chunk", "claimed_chunk", "message"),
+    [
+        (3, 4, r"shape \[1, 3, 3\] for one observation, but the metadata's chunk_size 4 and "
+               r"action_dim 3 needs \[1, 4, 3\]"),
+        (1, 4, r"shape \[1, 3\] for one observation, but the metadata's chunk_size 4"),
+        (4, 1, r"shape \[1, 4, 3\] for one observation, but the metadata's action_dim 3 "
+               r"needs \[1, 3\]"),
+    ],
+)
+def test_torchscript_policy_with_another_chunk_shape_fails_its_warm_up(
+    tmp_path, traced_chunk, claimed_chunk, message
+):
+    traced_for = make_metadata(joint_dim=4, action_dim=3, image_size=(16, 16),
+                               chunk_size=traced_chunk)
+    claimed = metadata_with(traced_for, chunk_size=claimed_chunk)
+    path = write_torchscript_policy(tmp_path / "chunks.pt", traced_for, claimed)
+    runtime = load_policy(path, device="cpu")  # TorchScript has no shapes to check up front
+    with pytest.raises(PolicyRuntimeError, match=r"chunks\.pt: output 'action' has " + message):
+        runtime.warm_up(1)
+    image, joint = _inputs(runtime.metadata)
+    with pytest.raises(PolicyRuntimeError, match=r"chunks\.pt: output 'action' has " + message):
+        runtime.infer_chunk(image, joint)
 
 
 def test_auto_device_falls_back_to_cpu_without_gpu(tmp_path):

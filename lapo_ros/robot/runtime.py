@@ -3,9 +3,11 @@
 ``load_policy(path, backend=, device=)`` opens an exported policy (see
 ``lapo_ros.common.policy_file``), reads and checks its metadata (and, for ONNX, the graph's
 input and output shapes against it) and returns a ``PolicyRuntime`` whose
-``infer(image, joint)`` maps uint8 [1,9,H,W] + float32 [1,J] to float32 [A].
-onnxruntime is the default; torch is imported only for the TorchScript backend, so the
-policy node runs on machines without torch.
+``infer_chunk(image, joint)`` maps uint8 [1,9,H,W] + float32 [1,J] to the action chunk
+float32 [h,A] (h = the metadata's ``chunk_size``; [1,A] for a one-action policy) and, for
+one-action policies only, ``infer`` to float32 [A]. onnxruntime is the default; torch is
+imported only for the TorchScript backend, so the policy node runs on machines without
+torch.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class PolicyRuntimeError(RuntimeError):
 
 
 class PolicyRuntime(ABC):
-    """A loaded policy: ``metadata``, where it runs (``device``), and ``infer``."""
+    """A loaded policy: ``metadata``, where it runs (``device``), ``infer_chunk``/``infer``."""
 
     def __init__(self, path: Path, metadata: PolicyMetadata):
         self.path = path
@@ -55,11 +57,31 @@ class PolicyRuntime(ABC):
 
     @abstractmethod
     def infer_batch(self, image: np.ndarray, joint: np.ndarray) -> np.ndarray:
-        """uint8 [B,9,H,W] and float32 [B,J] in robot units -> float32 [B,A] in robot units."""
+        """uint8 [B,9,H,W] and float32 [B,J] in robot units -> float32 [B,A] (chunk_size 1)
+        or [B,h,A] (chunk_size h > 1) in robot units."""
+
+    def infer_chunk(self, image: np.ndarray, joint: np.ndarray) -> np.ndarray:
+        """uint8 [1,9,H,W] and float32 [1,J] in robot units -> the action chunk float32 [h,A]
+        in robot units, row i for i control periods after the observation ([1,A] when
+        chunk_size is 1). An output of another shape is a ``PolicyRuntimeError``."""
+        action = self.infer_batch(image, joint)
+        expected = (1, *self.metadata.action_shape)
+        if action.shape != expected:
+            raise PolicyRuntimeError(self._shape_error(action.shape, expected))
+        return action.reshape(self.metadata.chunk_size, self.metadata.action_dim)
 
     def infer(self, image: np.ndarray, joint: np.ndarray) -> np.ndarray:
-        """uint8 [1,9,H,W] and float32 [1,J] in robot units -> float32 [A] in robot units."""
-        return self.infer_batch(image, joint).reshape(-1)
+        """uint8 [1,9,H,W] and float32 [1,J] in robot units -> float32 [A] in robot units.
+
+        Only for chunk_size 1: a chunk policy's one action depends on how its chunks are
+        played (``lapo_ros.robot.chunk_execution``), so it is a ``PolicyRuntimeError``.
+        """
+        if self.metadata.chunk_size != 1:
+            raise PolicyRuntimeError(
+                f"{self.path}: the policy outputs action chunks (chunk_size "
+                f"{self.metadata.chunk_size}); use infer_chunk"
+            )
+        return self.infer_chunk(image, joint)[0]
 
     def warm_up(self, iterations: int) -> float:
         """Run ``iterations`` passes on zero inputs (allocations, kernel choice, CUDA init).
@@ -75,7 +97,7 @@ class PolicyRuntime(ABC):
         for _ in range(max(1, iterations)):
             start = time.perf_counter()
             try:
-                action = self.infer(image, joint)
+                action = self.infer_batch(image, joint)
             except Exception as error:  # onnxruntime and torch raise their own types
                 raise PolicyRuntimeError(
                     f"{self.path}: the policy fails on inputs of the sizes its metadata gives "
@@ -83,12 +105,17 @@ class PolicyRuntime(ABC):
                     f"{last_line(error)}"
                 ) from error
             elapsed = time.perf_counter() - start
-        if action.shape != (self.metadata.action_dim,):
-            raise PolicyRuntimeError(
-                f"{self.path}: output {OUTPUT_ACTION!r} has shape {action.shape}, metadata "
-                f"says action_dim {self.metadata.action_dim}"
-            )
+        expected = (1, *self.metadata.action_shape)
+        if action.shape != expected:
+            raise PolicyRuntimeError(self._shape_error(action.shape, expected))
         return elapsed
+
+    def _shape_error(self, shape: tuple[int, ...], expected: tuple[int, ...]) -> str:
+        return (
+            f"{self.path}: output {OUTPUT_ACTION!r} has shape {list(shape)} for one "
+            f"observation, but the metadata's {_action_claim(self.metadata)} needs "
+            f"{list(expected)}"
+        )
 
 
 class OnnxPolicy(PolicyRuntime):
@@ -254,6 +281,13 @@ def _check_names(path: Path, inputs: list[str], outputs: list[str]) -> None:
         )
 
 
+def _action_claim(metadata: PolicyMetadata) -> str:
+    """What the metadata says of the ``action`` output, for error messages."""
+    if metadata.chunk_size == 1:
+        return f"action_dim {metadata.action_dim}"
+    return f"chunk_size {metadata.chunk_size} and action_dim {metadata.action_dim}"
+
+
 def _check_graph(path: Path, values: list, metadata: PolicyMetadata) -> None:
     """The ONNX graph's ``image``/``joint``/``action`` (onnxruntime NodeArgs in ``values``)
     must have the element types and the fixed sizes that ``metadata`` gives."""
@@ -265,9 +299,7 @@ def _check_graph(path: Path, values: list, metadata: PolicyMetadata) -> None:
             f"image_size {metadata.image_size} of {cameras} RGB cameras",
         ),
         INPUT_JOINT: ("tensor(float)", [metadata.joint_dim], f"joint_dim {metadata.joint_dim}"),
-        OUTPUT_ACTION: (
-            "tensor(float)", [metadata.action_dim], f"action_dim {metadata.action_dim}"
-        ),
+        OUTPUT_ACTION: ("tensor(float)", list(metadata.action_shape), _action_claim(metadata)),
     }
     by_name = {value.name: value for value in values}
     for name, (element_type, sizes, claim) in expected.items():
