@@ -36,7 +36,14 @@ from synthetic_policy import (
 from trajectory_msgs.msg import JointTrajectory
 
 from lapo_ros.common.policy_file import PolicyMetadata
-from lapo_ros.robot.node import DIAGNOSTICS, LoopCounts, PolicyNode, loop_health
+from lapo_ros.robot.chunk_execution import ChunkExecution
+from lapo_ros.robot.node import (
+    DIAGNOSTICS,
+    LoopCounts,
+    PolicyNode,
+    describe_chunk_execution,
+    loop_health,
+)
 from lapo_ros.robot.parameters import ParameterError
 from lapo_ros.robot.runtime import PolicyRuntimeError
 
@@ -932,3 +939,19 @@ def test_one_action_policy_refuses_replanning_and_reports_chunk_size_1(ros_conte
     with pytest.raises(ParameterError, match=r"'chunk_replan_every' is 2, more than the "
                                              r"chunk_size 1 of .*affine\.onnx"):
         PolicyNode(context=ros_context, parameter_overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    ("execution", "line"),
+    [
+        (ChunkExecution("open_loop", 1), "one action per policy pass, every tick (chunk_size 1)"),
+        (ChunkExecution("open_loop", 8, 3),
+         "open_loop over chunks of 8: the policy runs every 3 ticks"),
+        (ChunkExecution("open_loop", 8),
+         "open_loop over chunks of 8: the policy runs every 8 ticks"),
+        (ChunkExecution("temporal_ensemble", 8),
+         "temporal_ensemble over chunks of 8: the policy runs every tick, ensemble_decay 0.01"),
+    ],
+)
+def test_start_up_log_says_how_chunks_are_played(execution, line):
+    assert describe_chunk_execution(execution) == line

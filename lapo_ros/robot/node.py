@@ -371,8 +371,9 @@ class PolicyNode(Node):
             self._last_run_s = self._last_tick_s
             joint, current = snapshot.samples[JOINT_STATES].value
             if self._chunks.needs_policy():
+                image = self._stack(snapshot)
                 inference_start = time.perf_counter()
-                self._chunks.add(self._predict(self._stack(snapshot), joint))
+                self._chunks.add(self._predict(image, joint))
                 inference_s = time.perf_counter() - inference_start
                 self._last_inference_s = inference_s
             command = safe_command(self._chunks.next_action(), current, self._limits)
