@@ -36,7 +36,14 @@ from synthetic_policy import (
 from trajectory_msgs.msg import JointTrajectory
 
 from lapo_ros.common.policy_file import PolicyMetadata
-from lapo_ros.robot.node import DIAGNOSTICS, LoopCounts, PolicyNode, loop_health
+from lapo_ros.robot.chunk_execution import ChunkExecution
+from lapo_ros.robot.node import (
+    DIAGNOSTICS,
+    LoopCounts,
+    PolicyNode,
+    describe_chunk_execution,
+    loop_health,
+)
 from lapo_ros.robot.parameters import ParameterError
 from lapo_ros.robot.runtime import PolicyRuntimeError
 
@@ -774,3 +781,177 @@ def test_main_stops_cleanly_however_many_signals_come(policy_path):
         assert process.returncode == 0, f"{case}\n{output}"
         for noise in ("Traceback", "KeyboardInterrupt", "Exception ignored"):
             assert noise not in output, f"{case}\n{output}"
+
+
+# -- action chunks (chunk_size > 1) --------------------------------------------------------
+
+CHUNK = 6
+# row i = joint + CHUNK_OFFSET * (i + 1); the arm stays at 0: joint_0's command tells the row
+# (0.005 ... 0.03, under max_step), joint_1's is clamped to max_step from row 2 on
+CHUNK_OFFSET = np.array([0.005, 0.02, 0.0, 0.0], np.float32)
+
+
+@pytest.fixture(scope="module")
+def chunk_policy_path(tmp_path_factory):
+    """A 4-joint affine chunk policy (chunks of CHUNK rows) on 32x32 images, in ONNX."""
+    path = tmp_path_factory.mktemp("chunk_policy") / "chunks.onnx"
+    return write_onnx_policy(path, make_metadata(4, 4, (32, 32), chunk_size=CHUNK), CHUNK_OFFSET)
+
+
+def ticks(robot: Robot) -> list[tuple[str, dict[str, str]]]:
+    """(outcome, status values) of every tick heard on ~/status."""
+    return [
+        (array.status[0].message, {kv.key: kv.value for kv in array.status[0].values})
+        for array in list(robot.statuses)
+    ]
+
+
+def check_chunk_ticks(robot: Robot, mode: str, replan_every: int = CHUNK) -> list[int]:
+    """Every tick's chunk_index follows ``mode``, from a fresh chunk after each skipped tick
+    (and each enable/disable); returns the chunk_index of the ticks that gave a command."""
+    records = ticks(robot)
+    first_skip = next(i for i, (outcome, _) in enumerate(records) if outcome.startswith("skip"))
+    previous: tuple[str, int] | None = None  # outcome and chunk_index of the tick before
+    indices = []
+    for outcome, values in records[first_skip:]:
+        assert values["chunk_execution"] == mode and values["chunk_size"] == str(CHUNK)
+        index, ran = int(values["chunk_index"]), values["policy_ran"] == "true"
+        assert ran == (values["inference_ms"] != "nan")
+        if outcome.startswith("skipped"):
+            assert index == (-1 if mode == "open_loop" else 0), (outcome, values)
+            previous = None
+            continue
+        fresh = previous is None or previous[0] != outcome  # skip, or enabled/disabled
+        if mode == "open_loop":
+            expected = 0 if fresh else (previous[1] + 1) % replan_every
+            assert ran == (index == 0), values
+        else:
+            expected = 1 if fresh else min(previous[1] + 1, CHUNK)
+            assert ran, values
+        assert index == expected, (outcome, values, previous)
+        previous = (outcome, index)
+        indices.append(index)
+    return indices
+
+
+def published_with_index(robot: Robot) -> list[tuple[np.ndarray, int]]:
+    """Each published command with the chunk_index its tick reported."""
+    published = [int(v["chunk_index"]) for outcome, v in ticks(robot) if outcome == "published"]
+    commands = [positions(msg) for _, msg in list(robot.commands)]
+    assert abs(len(published) - len(commands)) <= 1  # the last one may be in flight
+    return list(zip(commands, published, strict=False))
+
+
+def ensemble_rows(count: int, decay: float) -> np.ndarray:
+    """ACT's average of ``count`` overlapping chunks at a steady observation (joint 0):
+    the j-th oldest prediction gives its row count - 1 - j, weighted exp(-decay * j)."""
+    weights = np.exp(-decay * np.arange(count))
+    weights /= weights.sum()
+    rows = CHUNK_OFFSET[None] * (count - np.arange(count))[:, None]  # row r: offset * (r + 1)
+    return weights @ rows
+
+
+def test_open_loop_plays_chunk_rows_in_order_within_max_step(robot_factory, chunk_policy_path):
+    robot = robot_factory(chunk_policy_path, chunk_execution="open_loop", chunk_replan_every=4)
+    assert wait_for(lambda: len(robot.statuses) >= 2, 5.0)  # ticks without inputs yet
+    robot.start_feeding()
+    assert wait_for(lambda: robot.status_values().get("chunk_index") == "1", 5.0)
+    assert robot.commands == []  # disabled: the chunks play without commands
+    robot.set_enabled(True)  # mid-chunk
+    assert wait_for(lambda: len(robot.commands) >= 10, 5.0)
+    indices = check_chunk_ticks(robot, "open_loop", replan_every=4)
+    assert set(indices) == {0, 1, 2, 3}  # rows 4 and 5 are never played: replanned first
+    commanded = published_with_index(robot)
+    assert commanded[0][1] == 0  # enabling starts a new chunk
+    for command, row in commanded:
+        wanted = np.minimum(CHUNK_OFFSET * (row + 1), MAX_STEP)  # max_step from the arm at 0
+        np.testing.assert_allclose(command, wanted, atol=1e-6)
+    assert np.max(np.abs([command for command, _ in commanded])) == pytest.approx(MAX_STEP)
+    assert robot.status_values()["chunk_execution"] == "open_loop"
+
+
+def test_temporal_ensemble_publishes_acts_average(robot_factory, chunk_policy_path):
+    decay = 0.5
+    robot = robot_factory(chunk_policy_path, enabled=True, ensemble_decay=decay)
+    assert wait_for(lambda: len(robot.statuses) >= 2, 5.0)
+    robot.start_feeding()
+    assert wait_for(lambda: len(robot.commands) >= CHUNK + 4, 5.0)
+    indices = check_chunk_ticks(robot, "temporal_ensemble")
+    assert CHUNK in indices  # steady state: CHUNK predictions averaged
+    commanded = published_with_index(robot)
+    assert commanded[0][1] == 1
+    for command, count in commanded:
+        wanted = np.minimum(ensemble_rows(count, decay), MAX_STEP)
+        np.testing.assert_allclose(command, wanted, atol=1e-6)
+    status = robot.status_values()
+    assert status["chunk_execution"] == "temporal_ensemble" and status["policy_ran"] == "true"
+    assert float(status["inference_ms"]) > 0
+
+
+@pytest.mark.parametrize("mode", ["open_loop", "temporal_ensemble"])
+def test_a_stale_input_stops_the_chunk_at_once(robot_factory, chunk_policy_path, mode):
+    max_age = 0.1
+    robot = robot_factory(
+        chunk_policy_path, enabled=True, chunk_execution=mode, max_sensor_age=max_age
+    )
+    assert wait_for(lambda: len(robot.statuses) >= 2, 5.0)
+    robot.start_feeding()
+    assert wait_for(lambda: len(robot.commands) >= 3, 5.0)
+    robot.silent.add("left")
+    went_stale = time.monotonic() + max_age
+    time.sleep(max_age + 0.3)
+    assert [t for t, _ in robot.commands if t > went_stale + 2.0 / RATE_HZ] == []
+    assert robot.statuses[-1].status[0].message == "skipped: stale_left"
+    robot.silent.clear()
+    resumed = len(robot.commands)
+    assert wait_for(lambda: len(robot.commands) >= resumed + 3, 2.0)
+    check_chunk_ticks(robot, mode)  # each skip dropped the chunk; the next tick began anew
+    (first, _), *_ = published_with_index(robot)[resumed:]
+    start = CHUNK_OFFSET if mode == "open_loop" else ensemble_rows(1, 0.01)
+    np.testing.assert_allclose(first, np.minimum(start, MAX_STEP), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"chunk_replan_every": CHUNK + 1, "chunk_execution": "open_loop"},
+         rf"'chunk_replan_every' is 7, more than the chunk_size {CHUNK} of .*chunks\.onnx"),
+        ({"chunk_replan_every": 3},
+         "'chunk_replan_every' is 3, but it applies to chunk_execution open_loop"),
+        ({"trigger": "inputs"},
+         rf"'trigger' is 'inputs', but .*chunks\.onnx has chunk_size {CHUNK}"),
+        ({"chunk_execution": "ensemble"}, r"'chunk_execution' is 'ensemble'; use one of"),
+        ({"chunk_replan_every": -1}, "'chunk_replan_every' must be >= 0"),
+        ({"ensemble_decay": -0.5}, "'ensemble_decay' must be a finite number >= 0, got -0.5"),
+    ],
+)
+def test_refuses_chunk_settings_that_do_not_fit(
+    ros_context, chunk_policy_path, overrides, message
+):
+    with pytest.raises(ParameterError, match=message):
+        PolicyNode(
+            context=ros_context, parameter_overrides=parameters(chunk_policy_path, **overrides)
+        )
+
+
+def test_one_action_policy_refuses_replanning_and_reports_chunk_size_1(ros_context, policy_path):
+    overrides = parameters(policy_path, chunk_execution="open_loop", chunk_replan_every=2)
+    with pytest.raises(ParameterError, match=r"'chunk_replan_every' is 2, more than the "
+                                             r"chunk_size 1 of .*affine\.onnx"):
+        PolicyNode(context=ros_context, parameter_overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    ("execution", "line"),
+    [
+        (ChunkExecution("open_loop", 1), "one action per policy pass, every tick (chunk_size 1)"),
+        (ChunkExecution("open_loop", 8, 3),
+         "open_loop over chunks of 8: the policy runs every 3 ticks"),
+        (ChunkExecution("open_loop", 8),
+         "open_loop over chunks of 8: the policy runs every 8 ticks"),
+        (ChunkExecution("temporal_ensemble", 8),
+         "temporal_ensemble over chunks of 8: the policy runs every tick, ensemble_decay 0.01"),
+    ],
+)
+def test_start_up_log_says_how_chunks_are_played(execution, line):
+    assert describe_chunk_execution(execution) == line

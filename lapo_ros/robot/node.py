@@ -3,11 +3,14 @@
 Joint states are picked by name as they arrive; camera frames are decoded and resized to
 the model's image size on a background thread (``ConversionWorker``), so a slow frame
 never holds up the control loop. Both land in a ``SensorCache``; a tick takes the newest
-inputs, checks their age and skew, runs the policy, makes the command safe and publishes it
-only when enabled. Ticks come from a timer at ``rate_hz`` (``trigger: timer``) or, with
-``trigger: inputs``, as soon as every input has a new message (at most ``rate_hz``). Every
-tick is reported on ``~/status``, and a summary of the last second on ``/diagnostics`` (for
-diagnostic aggregators and rqt_robot_monitor).
+inputs, checks their age and skew, runs the policy when its ``ChunkExecution`` needs a new
+chunk (every tick for one-action policies), makes that tick's action safe and publishes it
+only when enabled. A skipped tick, and enabling or disabling, drops the chunks in play, so
+the next command comes from a new prediction. Ticks come from a timer at ``rate_hz``
+(``trigger: timer``) or, with ``trigger: inputs`` (one-action policies only), as soon as
+every input has a new message (at most ``rate_hz``). Every tick is reported on ``~/status``,
+and a summary of the last second on ``/diagnostics`` (for diagnostic aggregators and
+rqt_robot_monitor).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from lapo_ros.common.images import (
     stack_cameras,
 )
 from lapo_ros.common.joints import JointNameError, joint_index
+from lapo_ros.robot.chunk_execution import ChunkExecution
 from lapo_ros.robot.command_safety import CommandLimits, UnsafeCommand, safe_command
 from lapo_ros.robot.parameters import ParameterError, declare_parameters, resolve_against_metadata
 from lapo_ros.robot.runtime import PolicyRuntimeError, load_policy
@@ -159,6 +163,13 @@ class PolicyNode(Node):
             f"[{self._runtime.device}], {warmup_s * 1e3:.2f} ms per pass after warm-up; "
             f"commands {self._command_names}"
         )
+        self._chunks = ChunkExecution(
+            parameters.chunk_execution,
+            metadata.chunk_size,
+            parameters.chunk_replan_every,
+            parameters.ensemble_decay,
+        )
+        self.get_logger().info(f"actions: {describe_chunk_execution(self._chunks)}")
 
         self._image_size = (parameters.image_size[0], parameters.image_size[1])
         self._joint_names = list(metadata.joint_names)
@@ -172,7 +183,7 @@ class PolicyNode(Node):
         self._counts_diagnosed = LoopCounts()
         self._last_skip_log = time.monotonic()
         self._error_logged: dict[str, float] = {}  # input -> when its last error was logged
-        self._last_timing_s = (float("nan"), float("nan"))  # latency, inference
+        self._last_latency_s = self._last_inference_s = float("nan")
 
         compressed = parameters.image_transport == "compressed"
         image_type = CompressedImage if compressed else Image
@@ -348,7 +359,7 @@ class PolicyNode(Node):
         start = time.perf_counter()
         self._last_tick_s = time.monotonic()
         self._counts.ticks += 1
-        inference_s = float("nan")
+        inference_s = float("nan")  # stays NaN on ticks that play a chunk without the policy
         latency_s = float("nan")
         try:
             snapshot = self._cache.snapshot(
@@ -359,18 +370,15 @@ class PolicyNode(Node):
             self._used = {name: s.sequence for name, s in snapshot.samples.items()}
             self._last_run_s = self._last_tick_s
             joint, current = snapshot.samples[JOINT_STATES].value
-            image = self._stack(snapshot)
-            inference_start = time.perf_counter()
-            try:
-                action = self._runtime.infer(image, joint)
-            except Exception as error:  # a runtime failure must not stop the loop
-                self.get_logger().error(
-                    f"policy inference failed: {error}", throttle_duration_sec=_ERROR_LOG_PERIOD_S
-                )
-                raise InputNotReady("inference_error") from error
-            inference_s = time.perf_counter() - inference_start
-            command = safe_command(action, current, self._limits)
+            if self._chunks.needs_policy():
+                image = self._stack(snapshot)
+                inference_start = time.perf_counter()
+                self._chunks.add(self._predict(image, joint))
+                inference_s = time.perf_counter() - inference_start
+                self._last_inference_s = inference_s
+            command = safe_command(self._chunks.next_action(), current, self._limits)
         except (InputNotReady, UnsafeCommand) as skip:
+            self._chunks.reset()  # never resume an old chunk after a skip
             self._counts.skipped[skip.reason] += 1
             outcome = f"skipped: {skip.reason}"
         else:
@@ -382,9 +390,23 @@ class PolicyNode(Node):
             else:
                 outcome = "computed, not enabled"
             latency_s = (self.get_clock().now().nanoseconds - snapshot.newest_stamp_ns) * 1e-9
-            self._last_timing_s = (latency_s, inference_s)
+            self._last_latency_s = latency_s
         self._publish_status(outcome, time.perf_counter() - start, inference_s, latency_s)
         self._log_skips()
+
+    def _predict(self, image: np.ndarray, joint: np.ndarray) -> np.ndarray:
+        """The policy's action chunk [h,A]; a failure or a non-finite value in any row skips
+        the tick (no row of a broken chunk is played)."""
+        try:
+            chunk = self._runtime.infer_chunk(image, joint)
+        except Exception as error:  # a runtime failure must not stop the loop
+            self.get_logger().error(
+                f"policy inference failed: {error}", throttle_duration_sec=_ERROR_LOG_PERIOD_S
+            )
+            raise InputNotReady("inference_error") from error
+        if not np.all(np.isfinite(chunk)):
+            raise UnsafeCommand("nonfinite_action", f"policy output {chunk.tolist()}")
+        return chunk
 
     def _float64_multi_array(self, command: np.ndarray) -> Float64MultiArray:
         msg = Float64MultiArray()
@@ -410,6 +432,10 @@ class PolicyNode(Node):
             "latency_ms": f"{latency_s * 1e3:.3f}",
             "tick_ms": f"{tick_s * 1e3:.3f}",
             "inference_ms": f"{inference_s * 1e3:.3f}",
+            "policy_ran": str(not math.isnan(inference_s)).lower(),
+            "chunk_execution": self._chunks.mode,
+            "chunk_size": str(self._chunks.chunk_size),
+            "chunk_index": str(self._chunks.chunk_index),
             "runtime": self.status_runtime,
         }
         values.update(_skip_values(counts.skipped))
@@ -420,15 +446,16 @@ class PolicyNode(Node):
         window = self._counts.since(self._counts_diagnosed)
         self._counts_diagnosed = self._counts.copy()
         level, message = loop_health(window, self._enabled)
-        latency_s, inference_s = self._last_timing_s
         values = {
             "enabled": str(self._enabled).lower(),
             "rate_hz": f"{self._settings.rate_hz:g}",
             "ticks": str(window.ticks),
             "computed": str(window.computed),
             "published": str(window.published),
-            "last_latency_ms": f"{latency_s * 1e3:.3f}",
-            "last_inference_ms": f"{inference_s * 1e3:.3f}",
+            "last_latency_ms": f"{self._last_latency_s * 1e3:.3f}",
+            "last_inference_ms": f"{self._last_inference_s * 1e3:.3f}",
+            "chunk_execution": self._chunks.mode,
+            "chunk_size": str(self._chunks.chunk_size),
             "runtime": self.status_runtime,
             "model_path": self._settings.model_path,
         }
@@ -481,8 +508,24 @@ class PolicyNode(Node):
                     self.get_logger().warning(
                         "commands ENABLED" if parameter.value else "commands disabled"
                     )
+                    self._chunks.reset()  # the first command after a switch is predicted anew
                 self._enabled = parameter.value
         return SetParametersResult(successful=True)
+
+
+def describe_chunk_execution(execution: ChunkExecution) -> str:
+    """One line for the start-up log: how the policy's outputs become commands."""
+    if execution.chunk_size == 1:
+        return "one action per policy pass, every tick (chunk_size 1)"
+    if execution.mode == "open_loop":
+        return (
+            f"open_loop over chunks of {execution.chunk_size}: the policy runs every "
+            f"{execution.replan_every} ticks"
+        )
+    return (
+        f"temporal_ensemble over chunks of {execution.chunk_size}: the policy runs every tick, "
+        f"ensemble_decay {execution.ensemble_decay:g}"
+    )
 
 
 def _skip_values(skipped: Counter[str]) -> dict[str, str]:

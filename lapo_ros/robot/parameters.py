@@ -4,16 +4,18 @@ Each parameter is one field of ``PolicyNodeParameters``, made by ``parameter``: 
 description, whether it may change while the node runs, and (for lists and choices) what
 values it accepts. ``declare_parameters(node)`` declares them all and returns their checked
 values; ``resolve_against_metadata`` checks them against the policy file and fills what the
-file decides (joint names, image size). All errors name the parameter, and the node refuses
-to start on any of them.
+file decides (joint names, image size) or bounds (``chunk_replan_every`` by its
+chunk_size). All errors name the parameter, and the node refuses to start on any of them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from lapo_ros.common.policy_file import PolicyMetadata
+from lapo_ros.robot.chunk_execution import CHUNK_EXECUTIONS, DEFAULT_ENSEMBLE_DECAY
 from lapo_ros.robot.runtime import BACKENDS, DEVICES
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
@@ -76,6 +78,23 @@ class PolicyNodeParameters:
         "when the policy runs: timer (every 1/rate_hz) | inputs (once every camera and "
         "joint_states has a new message since the last run, at most rate_hz)",
         choices=TRIGGERS,
+    )
+    chunk_execution: str = parameter(
+        "temporal_ensemble",
+        "how a chunk policy's action chunks (chunk_size h > 1) become commands: "
+        "temporal_ensemble (policy every tick, overlapping chunks averaged as in ACT) | "
+        "open_loop (play chunk_replan_every rows of a chunk, then run the policy again)",
+        choices=CHUNK_EXECUTIONS,
+    )
+    chunk_replan_every: int = parameter(
+        0,
+        "open_loop: run the policy every this many ticks, 1 ... the file's chunk_size "
+        "(0: chunk_size, the whole chunk)",
+    )
+    ensemble_decay: float = parameter(
+        DEFAULT_ENSEMBLE_DECAY,
+        "temporal_ensemble: weight exp(-ensemble_decay * j) for the j-th oldest prediction "
+        "(>= 0; 0 averages evenly, larger follows the oldest prediction more)",
     )
     enabled: bool = parameter(
         False,
@@ -180,6 +199,16 @@ def validate(parameters: PolicyNodeParameters) -> None:
             raise ParameterError(f"parameter {name!r} must be > 0, got {value}")
     if parameters.warmup_iterations < 0:
         raise ParameterError("parameter 'warmup_iterations' must be >= 0")
+    if parameters.chunk_replan_every < 0:
+        raise ParameterError(
+            f"parameter 'chunk_replan_every' must be >= 0 (0: the whole chunk), got "
+            f"{parameters.chunk_replan_every}"
+        )
+    if not (math.isfinite(parameters.ensemble_decay) and parameters.ensemble_decay >= 0):
+        raise ParameterError(
+            f"parameter 'ensemble_decay' must be a finite number >= 0, got "
+            f"{parameters.ensemble_decay}"
+        )
     if parameters.image_size and (
         len(parameters.image_size) != 2 or min(parameters.image_size) <= 0
     ):
@@ -194,8 +223,9 @@ def resolve_against_metadata(
 ) -> PolicyNodeParameters:
     """Parameters with ``joint_names``/``image_size`` filled from the model; mismatch raises.
 
-    Also refuses models whose camera order differs from the node's. ``metadata`` is already
-    checked on its own (``PolicyMetadata.from_json``).
+    Also refuses models whose camera order differs from the node's, and chunk settings the
+    model's ``chunk_size`` rules out. ``metadata`` is already checked on its own
+    (``PolicyMetadata.from_json``).
     """
     from lapo_ros.common.images import CAMERA_ORDER
 
@@ -215,8 +245,29 @@ def resolve_against_metadata(
             f"parameter 'image_size' {parameters.image_size} differs from the image_size "
             f"of {source}: {metadata.image_size}"
         )
+    _check_chunk_settings(parameters, metadata.chunk_size, source)
     return replace(
         parameters,
         joint_names=list(metadata.joint_names),
         image_size=[int(v) for v in metadata.image_size],
     )
+
+
+def _check_chunk_settings(parameters: PolicyNodeParameters, chunk_size: int, source: str) -> None:
+    """``chunk_replan_every`` fits ``chunk_size``; chunks need the timer trigger."""
+    replan_every = parameters.chunk_replan_every
+    if replan_every > chunk_size:
+        raise ParameterError(
+            f"parameter 'chunk_replan_every' is {replan_every}, more than the chunk_size "
+            f"{chunk_size} of {source}"
+        )
+    if parameters.chunk_execution == "temporal_ensemble" and replan_every > 1:
+        raise ParameterError(
+            f"parameter 'chunk_replan_every' is {replan_every}, but it applies to "
+            "chunk_execution open_loop; temporal_ensemble runs the policy every tick (use 0)"
+        )
+    if chunk_size > 1 and parameters.trigger == "inputs":
+        raise ParameterError(
+            f"parameter 'trigger' is 'inputs', but {source} has chunk_size {chunk_size}: "
+            "chunks are played one row per timer tick, use trigger 'timer'"
+        )
