@@ -8,6 +8,8 @@ cameras) in one process, round-robin:
 - ``numpy memmap bound`` (baseline): the same frames copied from ``np.load(mmap_mode='r')``
   arrays into a reused output buffer; nothing can read these bytes much faster.
 - ``TransitionSampler``: the buffer's fast path (chunk byte offsets + mmap, reused buffers).
+- ``TransitionSampler, action chunks of 8``: the same with 8-step action chunks, their
+  rewards and the state after the chunk (``chunk_size`` 8, issue 16).
 - ``TransitionSampler, lzf file``: the h5py fallback for compressed frames.
 - ``h5py dset[i] per frame``: the naive way.
 - ``MultimodalReplayBuffer.sample``: the fast path plus building the TransitionBatch
@@ -123,10 +125,10 @@ def h5py_per_frame(path: Path, config: SamplerBenchmarkConfig):
     return run
 
 
-def sampler_fill(path: Path, config: SamplerBenchmarkConfig):
+def sampler_fill(path: Path, config: SamplerBenchmarkConfig, chunk_size: int = 1):
     buffer = MultimodalReplayBuffer(image_size=config.image_size)
     buffer.load_from_hdf5(path)
-    sampler = buffer.sampler()
+    sampler = buffer.sampler(chunk_size=chunk_size)
     out = sampler.allocate(config.batch_size)
     rng = np.random.default_rng(1)
     return lambda: sampler.fill(sampler.sample_indices(rng, config.batch_size), out)
@@ -165,6 +167,8 @@ def main(argv=None) -> None:
         variants = {
             "numpy memmap bound (baseline)": memmap_bound(paths, config),
             "TransitionSampler (chunk offsets + mmap)": sampler_fill(paths["canonical"], config),
+            "TransitionSampler, action chunks of 8":
+                sampler_fill(paths["canonical"], config, chunk_size=8),
             "TransitionSampler, lzf file (h5py fallback)": sampler_fill(paths["lzf"], config),
             "h5py dset[i] per frame": h5py_per_frame(paths["canonical"], config),
             "MultimodalReplayBuffer.sample (TransitionBatch on CPU)":

@@ -48,7 +48,7 @@ class ClosedLoopResult:
     failures: list[bool]
     steps: list[int]
     latency_ms: np.ndarray  # node: newest sensor stamp -> command published
-    inference_ms: np.ndarray
+    inference_ms: np.ndarray  # of the ticks that ran the policy
     skipped_ticks: int
     wall_s: float
 
@@ -132,7 +132,8 @@ def drive_sim_node(make_sim_node: Callable, policy_parameters: dict, episodes: i
             values = {kv.key: kv.value for kv in status.values}
             if status.message == "published":
                 latency.append(float(values["latency_ms"]))
-                inference.append(float(values["inference_ms"]))
+                if values.get("policy_ran", "true") == "true":  # chunk replays run none
+                    inference.append(float(values["inference_ms"]))
             elif status.message.startswith("skipped"):
                 skipped += 1
 
