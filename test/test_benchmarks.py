@@ -317,6 +317,21 @@ def test_learning_quick_reports_both_algorithms_on_both_datasets(tmp_path):
 
 
 @pytest.mark.slow
+def test_learning_with_chunks_runs_each_chunk_policy_in_both_node_modes(tmp_path):
+    out = tmp_path / "chunks.md"
+    completed = run_script(BENCHMARKS / "learning.py", "--quick", "--datasets",
+                           "heterogeneous", "--chunk-size", "2", "--out", str(out))
+    assert completed.returncode == 0, completed.stderr
+    (rows,) = markdown_tables(out.read_text()).values()
+    header, body = rows[0], rows[1:]
+    column = header.index("chunk size, execution")
+    assert [(row[1], row[column]) for row in body] == [
+        (algo, f"2, {mode}") for algo in ("BC (MSE)", "LAPO")
+        for mode in ("open loop", "temporal ensemble")]
+    assert "--chunk-size 2: both agents train on action chunks of 2 steps" in out.read_text()
+
+
+@pytest.mark.slow
 def test_learning_ablation_overrides_one_lapo_setting_and_names_it(tmp_path):
     out = tmp_path / "ablation.md"
     completed = run_script(BENCHMARKS / "learning.py", "--quick", "--datasets",

@@ -26,6 +26,7 @@ METRICS = {
     "q1_loss",
     "q2_loss",
     "v_loss",
+    "behaviour_v_loss",
     "vae_loss",
     "recon_loss",
     "kl_loss",

@@ -75,10 +75,13 @@ def test_target_q_bootstraps_from_the_online_value_and_stops_at_terminals():
     torch.testing.assert_close(record.critic.target_q[terminal], batch.reward[terminal])
 
 
-def test_the_return_estimate_takes_the_recorded_return_minus_v_where_it_is_known():
+@pytest.mark.parametrize("baseline", ["behaviour", "policy"])
+def test_the_return_estimate_takes_the_recorded_return_minus_a_baseline_where_it_is_known(
+        baseline):
     data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=2)
     agents = {estimate: MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
-                                         **lapo(advantage_estimate=estimate))
+                                         **lapo(advantage_estimate=estimate,
+                                                return_baseline=baseline))
               for estimate in ("return", "one_step")}
     assert agents["return"].return_discount == agents["return"].config.gamma
     assert agents["one_step"].return_discount is None
@@ -89,9 +92,16 @@ def test_the_return_estimate_takes_the_recorded_return_minus_v_where_it_is_known
     batch.return_to_go[::3] = float("nan")  # timed-out episodes: no recorded return
     record = agents["return"].update(batch)
     one_step = agents["one_step"].update(batch).advantages.advantage
+    critic = agents["return"].critic
     with torch.no_grad():  # step 2 reads V after the critic step, on the features before it
-        value = agents["return"].critic.v(record.critic.feature)
+        value = (critic.behaviour_v if baseline == "behaviour" else critic.v)(
+            record.critic.feature)
     known = torch.isfinite(batch.return_to_go)
+    if baseline == "behaviour":  # V_b was fitted to the recorded returns, only where known
+        assert critic.v_net is not critic.behaviour_v_net
+        assert "behaviour_v_loss" in record.critic.losses
+    else:
+        assert critic.behaviour_v_net is None
     expected = torch.where(known, batch.return_to_go.nan_to_num() - value, one_step)
     torch.testing.assert_close(record.advantages.advantage, expected, rtol=1e-5, atol=1e-6)
     expectile = agents["return"].config.expectile

@@ -21,6 +21,7 @@ from lapo_ros.common.validation import check_fields, typed_value, unknown_keys
 AUTOCAST_DTYPES = ("bfloat16", "float16")
 ADVANTAGE_ESTIMATES = ("one_step", "return")
 ADVANTAGE_SCOPES = ("step", "episode")
+RETURN_BASELINES = ("behaviour", "policy")
 C = TypeVar("C", bound="AgentConfig")
 
 
@@ -112,6 +113,13 @@ class LAPOConfig(AgentConfig):
     # (one-step where the episode timed out): the demonstration's own outcome, not the
     # critic's guess of it
     advantage_estimate: str = "return"
+    # What the "return" estimate compares G with. "policy" (LAPO's V): V(s), the learned
+    # policy's value, trained towards Q(s, pi(s)); once pi takes the best recorded action, a
+    # successful demonstration's G - V(s) is about 0 and its sign is noise. "behaviour":
+    # V_b(s), a critic head regressed on the recorded returns (the average demonstrator's
+    # outcome from s, fitted like the critic on the episodes outside each fold), so a
+    # demonstration scores above 0 when it did better than its peers did from that state
+    return_baseline: str = "behaviour"
     # Whose advantage the VAE weight's sign is. "step" (LAPO): each transition's own.
     # "episode": the advantage of its episode's first transition (last computed when a batch
     # drew it; the transition's own until then), so a demonstration is imitated or not as a
@@ -158,6 +166,8 @@ class LAPOConfig(AgentConfig):
                                    f"must be one of {ADVANTAGE_ESTIMATES}"),
             "advantage_scope": (self.advantage_scope in ADVANTAGE_SCOPES,
                                 f"must be one of {ADVANTAGE_SCOPES}"),
+            "return_baseline": (self.return_baseline in RETURN_BASELINES,
+                                f"must be one of {RETURN_BASELINES}"),
             "critic_folds": self.critic_folds >= 1,
             "kl_beta": self.kl_beta >= 0.0,
             "max_latent_action": self.max_latent_action > 0.0,
@@ -170,6 +180,18 @@ class LAPOConfig(AgentConfig):
             "actor_lr": self.actor_lr > 0.0,
             "latent_dim": self.latent_dim is None or self.latent_dim > 0,
         }
+
+    @property
+    def behaviour_baseline(self) -> bool:
+        """Whether the critic has the behaviour-value head (the "return" estimate against
+        ``return_baseline`` "behaviour")."""
+        return self.advantage_estimate == "return" and self.return_baseline == "behaviour"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LAPOConfig:
+        """As ``AgentConfig.from_dict``; a checkpoint written before ``return_baseline``
+        existed compared returns with the policy's V."""
+        return super().from_dict({"return_baseline": "policy", **data})
 
     def resolved_latent_dim(self, action_dim: int) -> int:
         return self.latent_dim if self.latent_dim is not None else 2 * action_dim

@@ -25,8 +25,10 @@ action head (``LAPOConfig.encoder_action_weight``), tau 0.05 instead of 0.005
 demonstrations: cross-fitted critics (``critic_folds`` K = 2: K encoder + critic pairs,
 pair k fitted on the episodes outside fold k; each transition's advantage and actor
 gradient from its held-out pair; the policy reads pair 0's features), the return estimate
-(``advantage_estimate="return"``: ``G - V(f)``, G the recorded discounted return-to-go,
-one-step where the episode timed out; batches then carry ``return_to_go``), one weight
+(``advantage_estimate="return"``: ``G - V_b(f)``, G the recorded discounted return-to-go
+and V_b a critic head regressed on it, the demonstrators' expected return, fitted in step 1
+(``return_baseline``); one-step where the episode timed out; batches then carry
+``return_to_go``), one weight
 sign per demonstration (``advantage_scope="episode"``: its first step's advantage,
 ``EpisodeAdvantage``; batches then carry ``episode`` and ``step``), expectile 1.0, and the
 VAE's loss training the encoder (``vae_encoder_gradient``: step 3 on f, not detached);
@@ -247,7 +249,8 @@ class MultimodalLatent(OfflineAgent):
     def _critic(self) -> Critic:
         config = self.config
         return Critic(config.feature_dim, self.chunk_dim, config.hidden_dims,
-                      action_head=config.encoder_action_weight > 0).to(self.device)
+                      action_head=config.encoder_action_weight > 0,
+                      behaviour_head=config.behaviour_baseline).to(self.device)
 
     def _folds(self) -> list[tuple[ImageJointEncoder, Critic, ImageJointEncoder, Critic]]:
         """(encoder, critic, encoder_target, critic_target) of every critic fold, 0 first."""
@@ -381,6 +384,13 @@ class MultimodalLatent(OfflineAgent):
                 predicted = critic.predict_action(feature).float()
             losses["encoder_action_loss"] = _mse(predicted, x.action, keep)
             loss = loss + self.config.encoder_action_weight * losses["encoder_action_loss"]
+        if self.config.behaviour_baseline:  # V_b(s) towards the recorded returns
+            with self._autocast():
+                behaviour = critic.behaviour_v(feature).float()
+            recorded = torch.isfinite(x.return_to_go)
+            fitted = recorded if keep is None else recorded & keep
+            losses["behaviour_v_loss"] = _mse(behaviour, x.return_to_go.nan_to_num(), fitted)
+            loss = loss + losses["behaviour_v_loss"]
         losses["loss"] = loss
         return (target_q, target_v, q1.detach().float(), v.detach().float()), losses
 
@@ -404,8 +414,9 @@ class MultimodalLatent(OfflineAgent):
         """Step 2: the advantage against the updated V, and LAPO's expectile weight;
         ``features[k]`` = critic fold k's enc(s) before step 1, ``next_features[k]`` its
         enc_target(s'); each transition reads its held-out fold. One-step (LAPO):
-        r + gamma * q_mix(s', pi(s')) - V(s); "return": G - V(s) with the recorded
-        return-to-go G, one-step where the episode timed out (G unknown). With
+        r + gamma * q_mix(s', pi(s')) - V(s); "return": G - V_b(s) with the recorded
+        return-to-go G and the behaviour value V_b (``return_baseline`` "policy": G - V(s)),
+        one-step where the episode timed out (G unknown). With
         ``advantage_scope`` "episode" the weight's sign is that of the episode's first-step
         advantage, which ``track`` records from this batch's first steps (off: diagnostics)."""
         folds = self._folds()
@@ -418,8 +429,15 @@ class MultimodalLatent(OfflineAgent):
                 x.fold)
         advantage = x.reward + x.discount * next_q - value
         if x.return_to_go is not None:
+            baseline = value
+            if self.config.behaviour_baseline:
+                with self._autocast():
+                    baseline = self._held_out(
+                        [critic.behaviour_v(f).float()
+                         for f, (_, critic, *_) in zip(features, folds, strict=True)], x.fold)
             recorded = torch.isfinite(x.return_to_go)
-            advantage = torch.where(recorded, x.return_to_go.nan_to_num() - value, advantage)
+            advantage = torch.where(recorded, x.return_to_go.nan_to_num() - baseline,
+                                    advantage)
         scored = advantage
         if x.episode is not None:
             tracker = self.episode_advantage

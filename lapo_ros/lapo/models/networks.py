@@ -252,17 +252,24 @@ class Critic(nn.Module):
     ``action_head=True`` adds ``action_net`` (feature -> normalised action), the critic's
     action head (``LAPOConfig.encoder_action_weight``): trained with the critic, it lets the
     critic optimizer teach the encoder what the recorded actions depend on.
+    ``behaviour_head=True`` adds ``behaviour_v_net`` (feature -> the demonstrators' expected
+    return, ``LAPOConfig.return_baseline`` "behaviour").
     """
 
     def __init__(
         self, feature_dim: int, action_dim: int, hidden_dims: Sequence[int] = (256, 256, 256),
-        action_head: bool = False,
+        action_head: bool = False, behaviour_head: bool = False,
     ) -> None:
         super().__init__()
         self.q1_net = mlp(feature_dim + action_dim, hidden_dims, 1)
         self.q2_net = mlp(feature_dim + action_dim, hidden_dims, 1)
         self.v_net = mlp(feature_dim, hidden_dims, 1)
         self.action_net = mlp(feature_dim, hidden_dims, action_dim) if action_head else None
+        self.behaviour_v_net = None
+        if behaviour_head:  # drawn without moving the global RNG: every other network of
+            # the agent starts as it would without this head (ablations share their init)
+            with torch.random.fork_rng(devices=[]):
+                self.behaviour_v_net = mlp(feature_dim, hidden_dims, 1)
 
     def forward(
         self, feature: torch.Tensor, action: torch.Tensor
@@ -275,6 +282,12 @@ class Critic(nn.Module):
 
     def v(self, feature: torch.Tensor) -> torch.Tensor:
         return self.v_net(feature)
+
+    def behaviour_v(self, feature: torch.Tensor) -> torch.Tensor:
+        """The demonstrators' expected return from the state (``behaviour_head=True`` only)."""
+        if self.behaviour_v_net is None:
+            raise RuntimeError("Critic.behaviour_v: built without behaviour_head")
+        return self.behaviour_v_net(feature)
 
     def predict_action(self, feature: torch.Tensor) -> torch.Tensor:
         """The action head's normalised action (``action_head=True`` only)."""
