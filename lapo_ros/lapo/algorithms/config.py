@@ -118,8 +118,10 @@ class LAPOConfig(AgentConfig):
     # successful demonstration's G - V(s) is about 0 and its sign is noise. "behaviour":
     # V_b(s), a critic head regressed on the recorded returns (the average demonstrator's
     # outcome from s, fitted like the critic on the episodes outside each fold), so a
-    # demonstration scores above 0 when it did better than its peers did from that state
-    return_baseline: str = "behaviour"
+    # demonstration scores above 0 when it did better than its peers did from that state.
+    # It keeps the successful share of the weights in the known-answer problems but lowers
+    # the sim benchmark's success (BENCHMARKS.md, learning ablations), so "policy" stays
+    return_baseline: str = "policy"
     # Whose advantage the VAE weight's sign is. "step" (LAPO): each transition's own.
     # "episode": the advantage of its episode's first transition (last computed when a batch
     # drew it; the transition's own until then), so a demonstration is imitated or not as a
