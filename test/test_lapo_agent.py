@@ -26,7 +26,6 @@ METRICS = {
     "q1_loss",
     "q2_loss",
     "v_loss",
-    "behaviour_v_loss",
     "vae_loss",
     "recon_loss",
     "kl_loss",
@@ -158,6 +157,9 @@ def test_train_reports_finite_diagnostics_and_counts_steps():
     assert 0.0 <= metrics["positive_weight_share"] <= 1.0
     step = agent.train_step(agent.replay_buffer.sample(4, agent.return_discount))
     assert set(step) == METRICS and step["step"] == 3.0
+    behaviour = make_agent(return_baseline="behaviour").train(iterations=1, batch_size=4)
+    assert set(behaviour) == METRICS | {"behaviour_v_loss"}
+    assert np.isfinite(behaviour["behaviour_v_loss"])
 
 
 def test_polyak_update_moves_parameters_and_buffers():
