@@ -5,15 +5,18 @@ The policy is ``MultimodalLatent.deployable_policy()`` (random weights) exported
 the node calls it: numpy uint8 image [1,9,H,W] and float32 joint [1,J] in, numpy action
 out (host-device copies included). Rows: eager torch (the baseline), TorchScript and
 onnxruntime on the CPU through ``lapo_ros.robot.runtime`` (the node's runtime); with a
-GPU also eager torch CUDA, TorchScript CUDA fp32 / fp16 / bf16, onnxruntime CUDA and the
-TensorRT execution provider (fp32 / fp16). Backends that cannot run here are listed with
-the reason. Backends are timed round-robin so load drift hits all alike.
+CUDA device also eager torch CUDA, TorchScript CUDA fp32 / fp16 / bf16, and through the
+node's runtime onnxruntime's CUDA execution provider (``session.run``, and IOBinding as the
+node uses it) and its TensorRT execution provider (fp32 / fp16, engine built before timing).
+Rows that cannot run here are listed in the notes with the reason. Backends are timed
+round-robin so load drift hits all alike.
 
     python benchmarks/inference_backends.py [--quick] [--out FILE.md]
 """
 
 from __future__ import annotations
 
+import copy
 import sys
 import tempfile
 from collections.abc import Callable
@@ -108,74 +111,56 @@ def traced_runner(policy, device: str, dtype, example) -> Runner:
     return eager_runner(traced, device)
 
 
-def runtime_runner(path: Path, backend: str, device: str) -> tuple[Runner, str]:
-    """The node's own runtime (``lapo_ros.robot.runtime``); returns what really runs."""
-    from lapo_ros.robot.runtime import load_policy
+def runtime_runner(path: Path, backend: str, device: str, **onnx) -> tuple[Runner, str]:
+    """The node's own runtime (``lapo_ros.robot.runtime``; ``onnx``: ``OnnxSettings``
+    fields); returns what really runs."""
+    from lapo_ros.robot.runtime import OnnxSettings, load_policy
 
-    runtime = load_policy(path, backend=backend, device=device)
+    runtime = load_policy(path, backend=backend, device=device, onnx=OnnxSettings(**onnx))
     return (lambda image, joint: runtime.infer(image, joint)), runtime.device
 
 
-def tensorrt_runner(path: Path, fp16: bool, cache: Path) -> Runner:
-    import onnxruntime
-
-    if "TensorrtExecutionProvider" not in onnxruntime.get_available_providers():
-        raise RuntimeError("this onnxruntime has no TensorrtExecutionProvider")
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    provider_options = {
-        "trt_fp16_enable": fp16,
-        "trt_engine_cache_enable": True,
-        "trt_engine_cache_path": str(cache),
+def cpu_runners(policy, paths: dict) -> dict[str, Callable[[], tuple[Runner, str]]]:
+    """{row name: factory} of the rows that run anywhere; a factory builds a Runner and says
+    what runs it, or raises why it cannot."""
+    return {
+        BASELINE: lambda: (eager_runner(copy.deepcopy(policy), "cpu"), "torch.inference_mode"),
+        "TorchScript, CPU fp32": lambda: runtime_runner(paths["torchscript"], "torchscript", "cpu"),
+        "onnxruntime, CPU": lambda: runtime_runner(paths["onnx"], "onnxruntime", "cpu"),
     }
-    session = onnxruntime.InferenceSession(
-        str(path),
-        options,
-        providers=[("TensorrtExecutionProvider", provider_options), "CUDAExecutionProvider"],
-    )
-    if session.get_providers()[0] != "TensorrtExecutionProvider":
-        raise RuntimeError(f"TensorRT did not start (running {session.get_providers()})")
-    return lambda image, joint: session.run(["action"], {"image": image, "joint": joint})[0]
 
 
-def candidate_runners(policy, paths: dict, example, folder: Path) -> dict:
-    """{row name: (factory, note)}; each factory builds a Runner or raises why it cannot."""
-    import copy
-
+def cuda_runners(
+    policy, paths: dict, example, folder: Path
+) -> dict[str, Callable[[], tuple[Runner, str]]]:
+    """{row name: factory} of the rows that need a CUDA device (see ``cpu_runners``)."""
     import torch
 
     def fresh():
         return copy.deepcopy(policy)
 
-    rows: dict[str, Callable[[], tuple[Runner, str]]] = {
-        BASELINE: lambda: (eager_runner(fresh(), "cpu"), "torch.inference_mode"),
-        "TorchScript, CPU fp32": lambda: runtime_runner(paths["torchscript"], "torchscript", "cpu"),
-        "onnxruntime, CPU": lambda: runtime_runner(paths["onnx"], "onnxruntime", "cpu"),
+    def onnx(device: str, **settings) -> Callable[[], tuple[Runner, str]]:
+        return lambda: runtime_runner(paths["onnx"], "onnxruntime", device, **settings)
+
+    engines = str(folder / "tensorrt_cache")
+    return {
+        "eager torch, CUDA fp32": lambda: (eager_runner(fresh(), "cuda"), "cuda"),
+        "TorchScript, CUDA fp32": lambda: runtime_runner(
+            paths["torchscript"], "torchscript", "cuda"
+        ),
+        "TorchScript, CUDA fp16": lambda: (
+            traced_runner(fresh(), "cuda", torch.float16, example), "traced here, .half()"
+        ),
+        "TorchScript, CUDA bf16": lambda: (
+            traced_runner(fresh(), "cuda", torch.bfloat16, example), "traced here, bf16"
+        ),
+        "onnxruntime, CUDA": onnx("cuda", io_binding=False),
+        "onnxruntime, CUDA + IOBinding": onnx("cuda"),
+        "onnxruntime, TensorRT fp32": onnx("tensorrt", tensorrt_cache_path=engines),
+        "onnxruntime, TensorRT fp16": onnx(
+            "tensorrt", tensorrt_cache_path=engines, tensorrt_fp16=True
+        ),
     }
-    if not torch.cuda.is_available():
-        return rows
-    rows.update(
-        {
-            "eager torch, CUDA fp32": lambda: (eager_runner(fresh(), "cuda"), "cuda"),
-            "TorchScript, CUDA fp32": lambda: runtime_runner(
-                paths["torchscript"], "torchscript", "cuda"
-            ),
-            "TorchScript, CUDA fp16": lambda: (
-                traced_runner(fresh(), "cuda", torch.float16, example), "traced here, .half()"
-            ),
-            "TorchScript, CUDA bf16": lambda: (
-                traced_runner(fresh(), "cuda", torch.bfloat16, example), "traced here, bf16"
-            ),
-            "onnxruntime, CUDA": lambda: runtime_runner(paths["onnx"], "onnxruntime", "cuda"),
-            "onnxruntime, TensorRT fp32": lambda: (
-                tensorrt_runner(paths["onnx"], False, folder), "TensorRT EP"
-            ),
-            "onnxruntime, TensorRT fp16": lambda: (
-                tensorrt_runner(paths["onnx"], True, folder), "TensorRT EP, fp16"
-            ),
-        }
-    )
-    return rows
 
 
 def run(config: InferenceBenchmarkConfig) -> Table:
@@ -198,7 +183,13 @@ def run(config: InferenceBenchmarkConfig) -> Table:
         runners: dict[str, Runner] = {}
         where: dict[str, str] = {}
         unavailable: list[str] = []
-        for name, factory in candidate_runners(policy, paths, (image, joint), Path(folder)).items():
+        factories = cpu_runners(policy, paths)
+        gpu_rows = cuda_runners(policy, paths, (image, joint), Path(folder))
+        if torch.cuda.is_available():
+            factories.update(gpu_rows)
+        else:
+            unavailable.append(f"no CUDA device: {'; '.join(gpu_rows)}")
+        for name, factory in factories.items():
             try:
                 runners[name], where[name] = factory()
                 runners[name](image, joint)
@@ -233,10 +224,6 @@ def run(config: InferenceBenchmarkConfig) -> Table:
     table.notes.append(
         "max |Δ action|: largest difference from the eager CPU fp32 action on the same input."
     )
-    if not torch.cuda.is_available():
-        table.notes.append(
-            "CPU only: no GPU here, so the CUDA, TensorRT and fp16/bf16 rows were not measured."
-        )
     table.notes.extend(f"Not measured: {reason}" for reason in unavailable)
     return table
 

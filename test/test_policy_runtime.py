@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,17 @@ from synthetic_policy import (
     write_torchscript_policy,
 )
 
-from lapo_ros.robot.runtime import PolicyRuntimeError, load_policy, resolve_backend
+from lapo_ros.robot import runtime as runtime_module
+from lapo_ros.robot.runtime import (
+    CPU,
+    CUDA,
+    TENSORRT,
+    OnnxSettings,
+    PolicyRuntimeError,
+    load_policy,
+    resolve_backend,
+    tensorrt_cache_folder,
+)
 
 OFFSET = np.array([0.5, -0.25, 1.0], np.float32)
 
@@ -126,10 +137,203 @@ def test_torchscript_policy_with_another_chunk_shape_fails_its_warm_up(
         runtime.infer_chunk(image, joint)
 
 
-def test_auto_device_falls_back_to_cpu_without_gpu(tmp_path):
+def test_auto_device_falls_back_to_cpu_without_gpu(tmp_path, monkeypatch):
     metadata = make_metadata()
-    runtime = load_policy(write_onnx_policy(tmp_path / "p.onnx", metadata), device="auto")
-    assert runtime.device.split(", ")[-1] == "CPUExecutionProvider"
+    path = write_onnx_policy(tmp_path / "p.onnx", metadata)
+    runtime = load_policy(path, device="auto")  # whatever this machine has: CPU last
+    assert runtime.device.rstrip(")").endswith(CPU)
+    monkeypatch.setattr(runtime_module, "_cuda_driver_present", lambda: False)
+    runtime = load_policy(path, device="auto")
+    assert runtime.device == CPU  # plain session.run: no IOBinding on the CPU
+    image, joint = _inputs(metadata)
+    expected = expected_action(image, joint, np.zeros(4, np.float32), 0.0)
+    np.testing.assert_array_equal(runtime.infer(image, joint), expected)
+
+
+class FakeOnnxruntime:
+    """What ``_first_provider`` asks of onnxruntime: the providers this build offers."""
+
+    def __init__(self, providers):
+        self.providers = providers
+
+    def get_available_providers(self):
+        return list(self.providers)
+
+
+ALL_PROVIDERS = [TENSORRT, CUDA, CPU]
+
+
+@pytest.mark.parametrize(
+    ("offered", "driver", "broken_libraries", "device", "first"),
+    [
+        (ALL_PROVIDERS, True, set(), "auto", TENSORRT),
+        (ALL_PROVIDERS, True, {TENSORRT}, "auto", CUDA),  # e.g. no libnvinfer
+        (ALL_PROVIDERS, True, {TENSORRT, CUDA}, "auto", CPU),  # e.g. no cuDNN
+        (ALL_PROVIDERS, False, set(), "auto", CPU),  # onnxruntime-gpu on a machine without GPU
+        ([CUDA, CPU], True, set(), "auto", CUDA),
+        ([CPU], True, set(), "auto", CPU),
+        (ALL_PROVIDERS, True, {TENSORRT}, "cuda", CUDA),
+        (ALL_PROVIDERS, True, set(), "tensorrt", TENSORRT),
+        (ALL_PROVIDERS, True, {TENSORRT, CUDA}, "cpu", CPU),
+    ],
+)
+def test_provider_choice(monkeypatch, offered, driver, broken_libraries, device, first):
+    monkeypatch.setattr(runtime_module, "_cuda_driver_present", lambda: driver)
+    monkeypatch.setattr(
+        runtime_module,
+        "_provider_library_error",
+        lambda _, provider: "missing" if provider in broken_libraries else None,
+    )
+    onnxruntime = FakeOnnxruntime(offered)
+    assert runtime_module._first_provider(onnxruntime, Path("p.onnx"), device) == first
+
+
+@pytest.mark.parametrize(
+    ("offered", "driver", "broken_libraries", "device", "reason"),
+    [
+        ([CUDA, CPU], True, set(), "tensorrt", f"this onnxruntime has no {TENSORRT}"),
+        ([CPU], True, set(), "cuda", f"this onnxruntime has no {CUDA}"),
+        (ALL_PROVIDERS, False, set(), "cuda", r"the NVIDIA driver \(libcuda.so.1\) does not load"),
+        (ALL_PROVIDERS, True, {TENSORRT}, "tensorrt", r"libnvinfer.so.10 missing"),
+    ],
+)
+def test_asked_gpu_provider_that_cannot_start_is_one_clear_error(
+    monkeypatch, offered, driver, broken_libraries, device, reason
+):
+    monkeypatch.setattr(runtime_module, "_cuda_driver_present", lambda: driver)
+    monkeypatch.setattr(
+        runtime_module,
+        "_provider_library_error",
+        lambda _, provider: "libnvinfer.so.10 missing" if provider in broken_libraries else None,
+    )
+    onnxruntime = FakeOnnxruntime(offered)
+    with pytest.raises(PolicyRuntimeError) as raised:
+        runtime_module._first_provider(onnxruntime, Path("models/p.onnx"), device)
+    message = str(raised.value)
+    assert re.fullmatch(
+        rf"models/p\.onnx: device '{device}' asked, but {reason}; this onnxruntime offers "
+        + re.escape(str(offered)),
+        message,
+    ), message
+
+
+@pytest.mark.parametrize("device", ["cuda", "tensorrt"])
+def test_asked_gpu_provider_without_a_driver_refuses_the_real_file(tmp_path, monkeypatch, device):
+    monkeypatch.setattr(runtime_module, "_cuda_driver_present", lambda: False)
+    path = write_onnx_policy(tmp_path / "p.onnx", make_metadata())
+    with pytest.raises(PolicyRuntimeError, match=rf"p\.onnx: device '{device}' asked, .*"
+                       r"driver.*this onnxruntime offers \[.*'CPUExecutionProvider'\]") as raised:
+        load_policy(path, device=device)
+    assert "\n" not in str(raised.value)
+
+
+def _tensorrt_starts_here() -> bool:
+    import onnxruntime
+
+    return runtime_module._gpu_provider_problem(onnxruntime, TENSORRT) is None
+
+
+@pytest.mark.skipif(_tensorrt_starts_here(), reason="TensorRT really starts on this machine")
+def test_provider_that_falls_back_inside_onnxruntime_is_caught(tmp_path, monkeypatch):
+    """onnxruntime replaces a provider that fails to start by the next ones, silently but for
+    its log: an asked provider is checked in the session, ``auto`` reports what runs."""
+    monkeypatch.setattr(runtime_module, "_gpu_provider_problem", lambda *_: None)
+    metadata = make_metadata()
+    path = write_onnx_policy(tmp_path / "p.onnx", metadata)
+    settings = OnnxSettings(tensorrt_cache_path=str(tmp_path / "engines"))
+    with pytest.raises(PolicyRuntimeError, match=rf"p\.onnx: device 'tensorrt' asked, but "
+                       rf"{TENSORRT} failed to start \(running \[.*this onnxruntime offers"):
+        load_policy(path, device="tensorrt", onnx=settings)
+    assert tensorrt_cache_folder(path, settings).is_dir()  # made before the session
+    runtime = load_policy(path, device="auto", onnx=settings)
+    assert not runtime.device.startswith(TENSORRT)  # what runs, not what was tried
+    image, joint = _inputs(metadata)
+    assert runtime.infer(image, joint).shape == (4,)
+
+
+def test_tensorrt_cache_is_per_model_content_and_precision(tmp_path):
+    path = write_onnx_policy(tmp_path / "policy.onnx", make_metadata(), OFFSET[:1].repeat(4))
+    default = tensorrt_cache_folder(path, OnnxSettings())
+    assert default.parent == tmp_path / "policy.tensorrt_cache"
+    assert default.name.endswith("_fp32")
+    fp16 = tensorrt_cache_folder(path, OnnxSettings(tensorrt_fp16=True))
+    assert fp16.parent == default.parent and fp16.name.endswith("_fp16") and fp16 != default
+    configured = tensorrt_cache_folder(path, OnnxSettings(tensorrt_cache_path="/var/engines"))
+    assert configured == Path("/var/engines") / default.name
+    write_onnx_policy(path, make_metadata(), OFFSET[:1].repeat(4) + 1)  # re-exported weights
+    assert tensorrt_cache_folder(path, OnnxSettings()) != default
+
+
+def test_tensorrt_options_and_fallback_order(tmp_path):
+    path = write_onnx_policy(tmp_path / "p.onnx", make_metadata())
+    settings = OnnxSettings(tensorrt_cache_path=str(tmp_path / "engines"))
+    (tensorrt, options), cuda, cpu = runtime_module._providers(TENSORRT, path, settings)
+    assert (tensorrt, cuda, cpu) == (TENSORRT, CUDA, CPU)
+    assert options == {
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(tensorrt_cache_folder(path, settings)),
+        "trt_fp16_enable": False,  # actions match the fp32 model unless asked
+        "trt_max_workspace_size": 2 << 30,
+    }
+    assert runtime_module._providers(CUDA, path, settings) == [CUDA, CPU]
+    assert runtime_module._providers(CPU, path, settings) == [CPU]
+
+
+def test_unwritable_tensorrt_cache_names_the_folder_and_parameter(tmp_path):
+    path = write_onnx_policy(tmp_path / "p.onnx", make_metadata())
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    settings = OnnxSettings(tensorrt_cache_path=str(blocker))
+    with pytest.raises(PolicyRuntimeError, match=r"p\.onnx: cannot create the TensorRT engine "
+                       r"cache .*a_file/.*; set tensorrt_cache_path to a writable folder"):
+        runtime_module._providers(TENSORRT, path, settings)
+
+
+def test_provider_library_check_names_what_does_not_load():
+    import onnxruntime
+
+    if TENSORRT not in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has no TensorRT provider")
+    error = runtime_module._provider_library_error(onnxruntime, TENSORRT)
+    if error is not None:  # a machine without TensorRT: the library and what it misses
+        assert re.fullmatch(r"libonnxruntime_providers_tensorrt\.so does not load \(.+\)", error)
+
+
+@pytest.mark.parametrize(
+    ("running", "settings", "bound", "text"),
+    [
+        ([CPU], OnnxSettings(), False, CPU),
+        ([CUDA, CPU], OnnxSettings(), True, f"{CUDA} + IOBinding (fallback: {CPU})"),
+        ([CUDA, CPU], OnnxSettings(io_binding=False), False, f"{CUDA} (fallback: {CPU})"),
+        (
+            [TENSORRT, CUDA, CPU],
+            OnnxSettings(tensorrt_fp16=True),
+            True,
+            f"{TENSORRT} fp16 + IOBinding (fallback: {CUDA}, {CPU})",
+        ),
+    ],
+)
+def test_device_says_which_provider_runs(running, settings, bound, text):
+    assert runtime_module._describe(running, settings, bound) == text
+
+
+def test_io_binding_gives_what_session_run_gives(tmp_path):
+    """The IOBinding path (CUDA and TensorRT on the robot), run here with host memory."""
+    metadata = make_metadata(joint_dim=5, action_dim=3, image_size=(16, 24), chunk_size=2)
+    path = write_onnx_policy(tmp_path / "p.onnx", metadata, OFFSET, image_gain=0.01)
+    runtime = load_policy(path, device="cpu")
+    binding = runtime_module._IOBinding(runtime._session, "cpu")
+    first_inputs, second_inputs = _inputs(metadata, seed=1), _inputs(metadata, seed=2)
+    first = binding.run(*first_inputs)
+    second = binding.run(*second_inputs)
+    for action, inputs in ((first, first_inputs), (second, second_inputs)):
+        assert action.dtype == np.float32 and action.shape == (1, 2, 3)
+        np.testing.assert_array_equal(action, runtime.infer_batch(*inputs))  # not overwritten
+    image, joint = _inputs(metadata, seed=3)
+    batch = binding.run(np.repeat(image, 3, axis=0), np.repeat(joint, 3, axis=0))
+    np.testing.assert_array_equal(batch, np.repeat(runtime.infer_batch(image, joint), 3, axis=0))
+    with pytest.raises(Exception, match="input data type"):  # as session.run: no silent cast
+        binding.run(image.astype(np.float32), joint)
 
 
 def test_missing_metadata_is_refused(tmp_path):
@@ -239,8 +443,13 @@ def test_bad_files_and_settings_name_the_problem(tmp_path):
         resolve_backend(garbage, "tensorrt")
     with pytest.raises(PolicyRuntimeError, match="suffix '.bin'"):
         resolve_backend(tmp_path / "p.bin", "auto")
-    with pytest.raises(PolicyRuntimeError, match="device 'tpu' unknown"):
+    with pytest.raises(PolicyRuntimeError, match="device 'tpu' unknown; use one of auto, "
+                       "tensorrt, cuda, cpu"):
         load_policy(garbage, device="tpu")
+    torchscript = write_torchscript_policy(tmp_path / "p.pt", make_metadata())
+    with pytest.raises(PolicyRuntimeError, match=r"p\.pt: device 'tensorrt' is an onnxruntime "
+                       "execution provider; the TorchScript backend runs on cuda or cpu"):
+        load_policy(torchscript, device="tensorrt")
     assert resolve_backend(tmp_path / "p.bin", "torchscript") == "torchscript"
 
 

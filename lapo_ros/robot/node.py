@@ -51,7 +51,7 @@ from lapo_ros.common.joints import JointNameError, joint_index
 from lapo_ros.robot.chunk_execution import ChunkExecution
 from lapo_ros.robot.command_safety import CommandLimits, UnsafeCommand, safe_command
 from lapo_ros.robot.parameters import ParameterError, declare_parameters, resolve_against_metadata
-from lapo_ros.robot.runtime import PolicyRuntimeError, load_policy
+from lapo_ros.robot.runtime import OnnxSettings, PolicyRuntimeError, load_policy
 from lapo_ros.robot.sensor_cache import (
     ConversionWorker,
     InputNotReady,
@@ -136,7 +136,15 @@ class PolicyNode(Node):
 
     def _configure(self) -> None:
         parameters = declare_parameters(self)
-        self._runtime = load_policy(parameters.model_path, parameters.backend, parameters.device)
+        self._runtime = load_policy(
+            parameters.model_path,
+            parameters.backend,
+            parameters.device,
+            OnnxSettings(
+                tensorrt_cache_path=parameters.tensorrt_cache_path,
+                tensorrt_fp16=parameters.tensorrt_fp16,
+            ),
+        )
         metadata = self._runtime.metadata
         self._settings = parameters = resolve_against_metadata(parameters, metadata)
         self._command_names = list(metadata.command_names)

@@ -69,8 +69,16 @@ class PolicyNodeParameters:
     )
     device: str = parameter(
         "auto",
-        f"where the policy runs: {' | '.join(DEVICES)} (auto: CUDA when present)",
+        f"where the policy runs: {' | '.join(DEVICES)} (auto: TensorRT when its libraries "
+        "load, else CUDA when present, else the CPU; tensorrt: onnxruntime only)",
         choices=DEVICES,
+    )
+    tensorrt_cache_path: str = parameter(
+        "",
+        "folder of TensorRT's engine cache (empty: <model stem>.tensorrt_cache next to the model)",
+    )
+    tensorrt_fp16: bool = parameter(
+        False, "TensorRT fp16 kernels: faster, but actions differ from the fp32 model's"
     )
     rate_hz: float = parameter(30.0, "control loop rate [Hz]", positive=True)
     trigger: str = parameter(

@@ -8,14 +8,24 @@ float32 [h,A] (h = the metadata's ``chunk_size``; [1,A] for a one-action policy)
 one-action policies only, ``infer`` to float32 [A]. onnxruntime is the default; torch is
 imported only for the TorchScript backend, so the policy node runs on machines without
 torch.
+
+onnxruntime runs the model on the device's execution provider: ``auto`` takes TensorRT when
+the NVIDIA driver and TensorRT's libraries load, else CUDA when the driver and CUDA's load,
+else the CPU; ``tensorrt`` and ``cuda`` fail (naming the file and what this onnxruntime
+offers) rather than fall back to the CPU, and ``device`` says which provider runs. On
+TensorRT and CUDA, inputs and the action move through IOBinding (``OnnxSettings``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import hashlib
+import io
 import time
 import warnings
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +40,40 @@ from lapo_ros.common.policy_file import (
 )
 
 BACKENDS = ("auto", "onnxruntime", "torchscript")
-DEVICES = ("auto", "cuda", "cpu")
+DEVICES = ("auto", "tensorrt", "cuda", "cpu")
 _TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
+
+TENSORRT = "TensorrtExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+_FALLBACK_ORDER = (TENSORRT, CUDA, CPU)  # a provider passes the nodes it cannot take on
+_DEVICE_PROVIDERS = {"tensorrt": TENSORRT, "cuda": CUDA, "cpu": CPU}
+_PROVIDER_LIBRARIES = {
+    TENSORRT: "libonnxruntime_providers_tensorrt.so",
+    CUDA: "libonnxruntime_providers_cuda.so",
+}
 
 
 class PolicyRuntimeError(RuntimeError):
     """A policy file that cannot be loaded or run; the message names the file."""
+
+
+@dataclass(frozen=True)
+class OnnxSettings:
+    """onnxruntime choices beyond the device; the TorchScript backend has none of them.
+
+    ``tensorrt_cache_path``: engine cache folder ("": ``<model stem>.tensorrt_cache`` next to
+    the model), one subfolder per model content and precision (``tensorrt_cache_folder``);
+    ``tensorrt_fp16``: fp16 kernels (faster; actions then differ from fp32);
+    ``tensorrt_workspace_bytes``: TensorRT's ``trt_max_workspace_size``;
+    ``io_binding``: on TensorRT and CUDA, bind the numpy inputs and a device output, and copy
+    the action to the host explicitly (``session.run`` otherwise).
+    """
+
+    tensorrt_cache_path: str = ""
+    tensorrt_fp16: bool = False
+    tensorrt_workspace_bytes: int = 2 << 30
+    io_binding: bool = True
 
 
 class PolicyRuntime(ABC):
@@ -119,36 +157,27 @@ class PolicyRuntime(ABC):
 
 
 class OnnxPolicy(PolicyRuntime):
-    """An ``.onnx`` policy in onnxruntime: CUDA provider first (when asked and present), CPU."""
+    """An ``.onnx`` policy in onnxruntime on TensorRT, CUDA or the CPU (see the module doc)."""
 
     backend = "onnxruntime"
 
-    def __init__(self, path: Path, device: str = "auto"):
+    def __init__(self, path: Path, device: str = "auto", settings: OnnxSettings = OnnxSettings()):
         import onnxruntime
 
-        available = onnxruntime.get_available_providers()
-        providers = ["CPUExecutionProvider"]
-        cuda_built = "CUDAExecutionProvider" in available
-        if (device == "auto" and cuda_built and _cuda_driver_present()) or (
-            device == "cuda" and cuda_built
-        ):
-            providers.insert(0, "CUDAExecutionProvider")
-        elif device == "cuda":
-            raise PolicyRuntimeError(
-                f"{path}: device 'cuda' asked, but this onnxruntime offers only {available}"
-            )
+        first = _first_provider(onnxruntime, path, device)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # fallbacks are reported through ``device``
         try:
             session = onnxruntime.InferenceSession(
-                str(path), sess_options=options, providers=providers
+                str(path), sess_options=options, providers=_providers(first, path, settings)
             )
         except Exception as error:  # onnxruntime raises its own unexported error types
             raise PolicyRuntimeError(f"{path}: onnxruntime cannot load it: {error}") from error
-        if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+        running = session.get_providers()
+        if device != "auto" and running[0] != first:  # onnxruntime fell back on its own
             raise PolicyRuntimeError(
-                f"{path}: device 'cuda' asked, but the CUDA provider failed to start "
-                f"(running providers: {session.get_providers()})"
+                f"{path}: device {device!r} asked, but {first} failed to start (running "
+                f"{running}; this onnxruntime offers {onnxruntime.get_available_providers()})"
             )
         text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         super().__init__(path, _parse_metadata(text, path))
@@ -160,15 +189,42 @@ class OnnxPolicy(PolicyRuntime):
         _check_graph(path, [*session.get_inputs(), *session.get_outputs()], self.metadata)
         self._session = session
         self._outputs = [OUTPUT_ACTION]
+        bound = settings.io_binding and running[0] != CPU
+        self._binding = _IOBinding(session) if bound else None
+        self._description = _describe(running, settings, bound)
 
     @property
     def device(self) -> str:
-        return ", ".join(self._session.get_providers())
+        """The provider that runs the model, e.g. ``CPUExecutionProvider`` or
+        ``TensorrtExecutionProvider fp32 + IOBinding (fallback: CUDAExecutionProvider,
+        CPUExecutionProvider)``: the providers after it take the nodes it cannot."""
+        return self._description
 
     def infer_batch(self, image: np.ndarray, joint: np.ndarray) -> np.ndarray:
-        feeds = {INPUT_IMAGE: image, INPUT_JOINT: joint.astype(np.float32, copy=False)}
-        (action,) = self._session.run(self._outputs, feeds)
+        joint = joint.astype(np.float32, copy=False)
+        if self._binding is not None:
+            return self._binding.run(image, joint)
+        (action,) = self._session.run(self._outputs, {INPUT_IMAGE: image, INPUT_JOINT: joint})
         return action
+
+
+class _IOBinding:
+    """numpy in, numpy out through an onnxruntime IOBinding: each call binds the numpy inputs
+    (copied to ``device`` inside the run) and the action, written to ``device`` memory ('cuda'
+    for CUDA and TensorRT), is copied to the host once. One caller at a time."""
+
+    def __init__(self, session, device: str = "cuda"):
+        self._session = session
+        self._device = device
+        self._binding = session.io_binding()
+
+    def run(self, image: np.ndarray, joint: np.ndarray) -> np.ndarray:
+        self._binding.bind_cpu_input(INPUT_IMAGE, np.ascontiguousarray(image))
+        self._binding.bind_cpu_input(INPUT_JOINT, np.ascontiguousarray(joint))
+        # bound anew: the last run's output would pin its batch size
+        self._binding.bind_output(OUTPUT_ACTION, self._device)
+        self._session.run_with_iobinding(self._binding)
+        return self._binding.copy_outputs_to_cpu()[0]
 
 
 class TorchScriptPolicy(PolicyRuntime):
@@ -179,6 +235,11 @@ class TorchScriptPolicy(PolicyRuntime):
     def __init__(self, path: Path, device: str = "auto"):
         import torch
 
+        if device == "tensorrt":
+            raise PolicyRuntimeError(
+                f"{path}: device 'tensorrt' is an onnxruntime execution provider; the "
+                "TorchScript backend runs on cuda or cpu"
+            )
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         elif device == "cuda" and not torch.cuda.is_available():
@@ -234,16 +295,111 @@ def resolve_backend(path: Path, backend: str) -> str:
     )
 
 
-def load_policy(path: str | Path, backend: str = "auto", device: str = "auto") -> PolicyRuntime:
-    """Open an exported policy file and check its metadata; see the module docstring."""
+def load_policy(
+    path: str | Path,
+    backend: str = "auto",
+    device: str = "auto",
+    onnx: OnnxSettings = OnnxSettings(),
+) -> PolicyRuntime:
+    """Open an exported policy file and check its metadata; see the module docstring.
+    ``onnx`` applies to the onnxruntime backend only."""
     path = Path(path)
     if device not in DEVICES:
         raise PolicyRuntimeError(f"device {device!r} unknown; use one of {', '.join(DEVICES)}")
     if not path.is_file():
         raise PolicyRuntimeError(f"{path}: policy file not found")
     if resolve_backend(path, backend) == "onnxruntime":
-        return OnnxPolicy(path, device)
+        return OnnxPolicy(path, device, onnx)
     return TorchScriptPolicy(path, device)
+
+
+def tensorrt_cache_folder(path: Path, settings: OnnxSettings) -> Path:
+    """Where TensorRT keeps the engines of the model at ``path``: a subfolder per model
+    content and precision, so a re-exported policy of the same name (the same graph, so the
+    same engine name to onnxruntime) never runs an engine built from old weights."""
+    root = Path(settings.tensorrt_cache_path or path.parent / f"{path.stem}.tensorrt_cache")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return root / f"{digest}_{'fp16' if settings.tensorrt_fp16 else 'fp32'}"
+
+
+def _first_provider(onnxruntime, path: Path, device: str) -> str:
+    """The provider ``device`` asks for; ``auto``: TensorRT, else CUDA, else the CPU,
+    whichever first can start. An asked GPU provider that cannot is a ``PolicyRuntimeError``."""
+    if device == "cpu":
+        return CPU
+    for provider in (TENSORRT, CUDA) if device == "auto" else (_DEVICE_PROVIDERS[device],):
+        problem = _gpu_provider_problem(onnxruntime, provider)
+        if problem is None:
+            return provider
+        if device != "auto":
+            raise PolicyRuntimeError(
+                f"{path}: device {device!r} asked, but {problem}; this onnxruntime offers "
+                f"{onnxruntime.get_available_providers()}"
+            )
+    return CPU
+
+
+def _gpu_provider_problem(onnxruntime, provider: str) -> str | None:
+    """Why ``provider`` cannot start here (not built into this onnxruntime, no NVIDIA driver,
+    its library or the CUDA/cuDNN/TensorRT libraries it needs do not load), or None."""
+    if provider not in onnxruntime.get_available_providers():
+        return f"this onnxruntime has no {provider}"
+    if not _cuda_driver_present():
+        return "the NVIDIA driver (libcuda.so.1) does not load"
+    return _provider_library_error(onnxruntime, provider)
+
+
+def _provider_library_error(onnxruntime, provider: str) -> str | None:
+    """None when onnxruntime's library for ``provider`` loads as onnxruntime loads it (after
+    its shared provider bridge, with CUDA and cuDNN from the system or NVIDIA's pip
+    packages), else why not, e.g. the TensorRT library it misses."""
+    preload = getattr(onnxruntime, "preload_dlls", None)  # onnxruntime >= 1.21
+    if preload is not None:
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints what it does not find
+            preload()
+    folder = Path(onnxruntime.__file__).parent / "capi"
+    library = _PROVIDER_LIBRARIES[provider]
+    try:
+        ctypes.CDLL(str(folder / "libonnxruntime_providers_shared.so"), mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL(str(folder / library))
+    except OSError as error:
+        return f"{library} does not load ({error})"
+    return None
+
+
+def _providers(first: str, path: Path, settings: OnnxSettings) -> list:
+    """``first`` and the providers after it that take the nodes it cannot (TensorRT, CUDA,
+    CPU), TensorRT with its options: an engine cache, fp16 only when asked, a workspace."""
+    providers: list = list(_FALLBACK_ORDER[_FALLBACK_ORDER.index(first) :])
+    if first == TENSORRT:
+        cache = tensorrt_cache_folder(path, settings)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise PolicyRuntimeError(
+                f"{path}: cannot create the TensorRT engine cache {cache} ({error.strerror}); "
+                "set tensorrt_cache_path to a writable folder"
+            ) from error
+        options = {
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+            "trt_fp16_enable": settings.tensorrt_fp16,
+            "trt_max_workspace_size": settings.tensorrt_workspace_bytes,
+        }
+        providers[0] = (TENSORRT, options)
+    return providers
+
+
+def _describe(running: list[str], settings: OnnxSettings, bound: bool) -> str:
+    """``device``'s text: the running provider, its precision and copies, its fallbacks."""
+    text = running[0]
+    if running[0] == TENSORRT:
+        text += " fp16" if settings.tensorrt_fp16 else " fp32"
+    if bound:
+        text += " + IOBinding"
+    if len(running) > 1:
+        text += f" (fallback: {', '.join(running[1:])})"
+    return text
 
 
 def _cuda_driver_present() -> bool:
