@@ -20,8 +20,9 @@ from lapo_ros.lapo import BehaviorCloning, MultimodalLatent, MultimodalReplayBuf
 from lapo_ros.lapo.algorithms.lapo import chunk_backup
 
 REPO = Path(__file__).resolve().parents[1]
+# float32: the backup is compared to 1e-5 with values computed here in float32
 TINY = {"hidden_dims": (32, 32), "feature_dim": 32, "image_feature_dim": 32,
-        "joint_hidden_dim": 16}
+        "joint_hidden_dim": 16, "autocast_dtype": "float32"}
 
 
 @pytest.fixture(autouse=True)

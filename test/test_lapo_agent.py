@@ -13,7 +13,7 @@ from lapo_reference import LAPO_ORIGINAL
 from lapo_ros.common.images import ImageConversionError, resize_rgb, stack_cameras
 from lapo_ros.lapo import MultimodalLatent
 from lapo_ros.lapo.algorithms.checkpoint import CheckpointError
-from lapo_ros.lapo.compute import polyak_update
+from lapo_ros.lapo.compute import autocast_dtype, polyak_update
 
 SMALL = {
     "hidden_dims": (32, 32),
@@ -453,6 +453,20 @@ def test_critic_action_head_belongs_to_the_critic_optimizer_and_can_be_off(tmp_p
 def test_options_of_the_removed_short_run_preset_are_named_as_unknown():
     with pytest.raises(TypeError, match="unknown option.*return_mix"):
         make_agent(return_mix=1.0)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(monkeypatch, native):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    cpu = torch.device("cpu")
+    assert autocast_dtype("auto", cpu) == ("bfloat16" if native else None)
+    assert make_agent(autocast_dtype="auto").autocast_dtype == ("bfloat16" if native else None)
+    assert make_agent().autocast_dtype is None  # the default: float32
+    assert autocast_dtype("float32", cpu) is None and autocast_dtype(None, cpu) is None
+    assert autocast_dtype("bfloat16", cpu) == "bfloat16"
+    with pytest.raises(ValueError, match="autocast_dtype must be one of"):
+        make_agent(autocast_dtype="bf16")
 
 
 def test_bf16_autocast_runs_the_update_in_bf16_on_the_cpu_and_acts_in_fp32():

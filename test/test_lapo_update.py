@@ -18,8 +18,10 @@ from lapo_reference import LAPO_ORIGINAL, lapo_iteration, snapshot
 from lapo_ros.lapo import MultimodalLatent
 from lapo_ros.lapo.algorithms.lapo import episode_fold
 
+# The transcription computes in float32: compared to 1e-5, the update must too (bf16
+# autocast, the default where the CPU or GPU has it, is a compute option with its own test)
 TINY = {"hidden_dims": (32, 32), "feature_dim": 32, "image_feature_dim": 32,
-        "joint_hidden_dim": 16}
+        "joint_hidden_dim": 16, "autocast_dtype": "float32"}
 
 
 def lapo(**changes) -> dict:

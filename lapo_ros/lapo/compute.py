@@ -35,6 +35,25 @@ def resolve_device(name: str | torch.device | None = "auto", local_rank: int = 0
     return torch.device(name if ":" in name else f"cuda:{local_rank}")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU with bf16 (Ampere on), a
+    CPU with AVX512-BF16 or AMX (elsewhere bf16 is emulated and slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    cpu = torch.cpu
+    return any(getattr(cpu, probe, lambda: False)()
+               for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def autocast_dtype(setting: str | None, device: torch.device) -> str | None:
+    """The mixed-precision dtype an agent's ``autocast_dtype`` setting means on ``device``:
+    ``auto`` -> ``bfloat16`` where it is native (``native_bf16``), else float32 (None);
+    ``float32`` (or None) -> None; ``bfloat16``/``float16`` as given."""
+    if setting == "auto":
+        return "bfloat16" if native_bf16(device) else None
+    return None if setting in (None, "float32") else setting
+
+
 def autocast(dtype: str | None, device: torch.device) -> contextlib.AbstractContextManager:
     """Mixed precision in ``dtype`` (``bfloat16``/``float16``) on ``device``, CUDA or CPU (CPUs
     with AVX512-BF16 or AMX run bfloat16 convolutions natively); None: float32."""

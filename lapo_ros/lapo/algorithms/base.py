@@ -34,7 +34,7 @@ from lapo_ros.lapo.algorithms.checkpoint import (
     save_checkpoint,
 )
 from lapo_ros.lapo.algorithms.config import AgentConfig
-from lapo_ros.lapo.compute import memory_layout, resolve_device
+from lapo_ros.lapo.compute import autocast_dtype, memory_layout, resolve_device
 from lapo_ros.lapo.data.augmentation import random_shift, shift_pixels
 from lapo_ros.lapo.data.batch import DatasetStatistics, TransitionBatch
 from lapo_ros.lapo.models.networks import ImageJointEncoder
@@ -152,6 +152,8 @@ class OfflineAgent:
         self.replay_buffer = replay_buffer
         self.statistics = statistics
         self.device = resolve_device(device)
+        # the dtype the update autocasts to here (config "auto": bf16 where native)
+        self.autocast_dtype = autocast_dtype(config.autocast_dtype, self.device)
         self.joint_dim = int(np.asarray(statistics.joint_mean).size)
         self.joint_names = list(joint_names or [f"joint_{i}" for i in range(self.joint_dim)])
         if len(self.joint_names) != self.joint_dim:

@@ -101,7 +101,7 @@ class BehaviorCloning(OfflineAgent):
         batch = batch.to(self.device, non_blocking=True)
         self.set_training(True)
         target = self._action_target(batch.action)
-        with autocast(self.config.autocast_dtype, self.device):
+        with autocast(self.autocast_dtype, self.device):
             feature = self.obs_encoder(self._training_images(batch.image),
                                        self.joint_normalizer(batch.joint.float()))
             prediction = self.policy_head(feature).float()

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from lapo_ros.common.validation import check_fields, typed_value, unknown_keys
 
-AUTOCAST_DTYPES = ("bfloat16", "float16")
+AUTOCAST_DTYPES = ("auto", "bfloat16", "float16", "float32")
 ADVANTAGE_ESTIMATES = ("one_step", "return")
 ADVANTAGE_SCOPES = ("step", "episode")
 RETURN_BASELINES = ("behaviour", "policy")
@@ -40,9 +40,16 @@ class AgentConfig:
     # Training images shift by up to this fraction of their side, per sample (DrQ's random
     # shift, data/augmentation.py; 0 = off); selecting an action never shifts
     random_shift: float = 0.0
-    channels_last: bool = False  # NHWC convolutions (faster on recent GPUs)
-    fused_adam: bool = False  # one fused kernel per Adam step (CUDA and CPU)
-    autocast_dtype: str | None = None  # "bfloat16" (or "float16") mixed precision, CUDA or CPU
+    # Compute options (BENCHMARKS.md, training_step and seed_comparison): NHWC convolutions,
+    # one fused kernel per Adam step, and mixed precision ("auto": bfloat16 where the device
+    # computes it natively, CUDA from Ampere on or a CPU with AVX512-BF16 or AMX, float32
+    # elsewhere; "bfloat16", "float16"; None or "float32": off). Together 2-3x faster on this
+    # CPU, but off by default: each changes the update's rounding, and with it one held-out
+    # scene of a known-answer check flips mode (BENCHMARKS.md, learning). Weights, optimiser
+    # state and exported policies stay float32
+    channels_last: bool = False
+    fused_adam: bool = False
+    autocast_dtype: str | None = None
     # Actions per prediction (h): 1 = one action per observation; h > 1 models the
     # sequence a_t..a_{t+h-1} (ACT's action chunks), scored with the h-step reward sum
     # and a bootstrap from s_{t+h} (an unbiased n-step backup, as Q-chunking)
@@ -65,7 +72,8 @@ class AgentConfig:
             "conv1_scale": self.conv1_scale > 0.0,
             "max_grad_norm": self.max_grad_norm is None or self.max_grad_norm > 0.0,
             "random_shift": 0.0 <= self.random_shift < 0.5,
-            "autocast_dtype": self.autocast_dtype in (None, *AUTOCAST_DTYPES),
+            "autocast_dtype": (self.autocast_dtype in (None, *AUTOCAST_DTYPES),
+                               f"must be one of {AUTOCAST_DTYPES}"),
         }
 
     @classmethod

@@ -260,7 +260,7 @@ class MultimodalLatent(OfflineAgent):
                      m.fold_critics_target, strict=True)]
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return autocast(self.config.autocast_dtype, self.device)
+        return autocast(self.autocast_dtype, self.device)
 
     # ------------------------------------------------------------------ training
     def _q_mix(self, critic: Critic, feature: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
