@@ -3,7 +3,8 @@
 
     python training/train.py --data data.hdf5 --out runs/pick [--config config/train.yaml]
         [--steps N] [--batch-size N] [--image-size N] [--device auto|cpu|cuda]
-        [--algo lapo|bc] [--bf16] [--channels-last] [--resume]
+        [--algo lapo|bc] [--precision auto|bfloat16|float32] [--channels-last]
+        [--fused-adam] [--resume]
     torchrun --nproc-per-node 2 training/train.py ...      # data-parallel, one GPU each
 
 Writes RUN_DIR/{config.yaml, metrics.csv, tensorboard/, checkpoints/{last,best}.pt}.
@@ -24,6 +25,7 @@ from lapo_ros.dataset.aloha import add_aloha_options
 from lapo_ros.dataset.episodes import DatasetReadError
 from lapo_ros.lapo.algorithms.checkpoint import CheckpointError
 from lapo_ros.lapo.models.networks import PretrainedWeightsError
+from lapo_ros.lapo.training.allocator import keep_freed_memory
 from lapo_ros.lapo.training.checkpoint import TrainingCheckpointError
 from lapo_ros.lapo.training.config import (
     ALGORITHMS,
@@ -55,10 +57,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--val-every", type=int, help="steps between validations")
     parser.add_argument("--checkpoint-every", type=int, help="steps between last.pt writes")
     parser.add_argument("--log-every", type=int, help="steps between metric rows")
-    parser.add_argument("--bf16", action="store_true",
-                        help="bfloat16 autocast, CUDA or CPU (the agent's autocast_dtype)")
+    parser.add_argument("--precision", choices=("auto", "bfloat16", "float32"),
+                        help="mixed precision (the agents' autocast_dtype; auto: bfloat16 "
+                             "where the GPU or CPU computes it natively)")
     parser.add_argument("--channels-last", action="store_true",
-                        help="NHWC convolutions, faster on recent GPUs (the agent's channels_last)")
+                        help="NHWC convolutions (the agents' channels_last)")
+    parser.add_argument("--fused-adam", action="store_true",
+                        help="one fused kernel per Adam step (the agents' fused_adam)")
     add_aloha_options(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue RUN_DIR from checkpoints/last.pt with its saved config")
@@ -67,6 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    keep_freed_memory()  # each step reuses its buffers instead of refaulting them
     overrides = {
         "data": args.data, "out": args.out, "steps": args.steps, "batch_size": args.batch_size,
         "image_size": args.image_size, "device": args.device, "algo": args.algo,
@@ -75,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         "aloha_cameras": args.aloha_cameras, "labels": args.labels,
         "assume_success": args.assume_success,
     }
-    compute = {**({"autocast_dtype": "bfloat16"} if args.bf16 else {}),
-               **({"channels_last": True} if args.channels_last else {})}
+    compute = {**({"autocast_dtype": args.precision} if args.precision else {}),
+               **({"channels_last": True} if args.channels_last else {}),
+               **({"fused_adam": True} if args.fused_adam else {})}
     if compute:  # options of both agents' configs: they apply whichever algo runs
         overrides.update(agent=compute, bc=compute)
     try:
