@@ -29,8 +29,8 @@ BENCHMARKS_DIR = Path(__file__).resolve().parent
 NOT_BENCHMARKS = {"common.py", "run_all.py"}
 # The order: encoder claims, inference, training, then data, conversion, node, learning.
 PREFERRED_ORDER = (
-    "encoders", "inference_backends", "training_step", "trainer_io", "sampler", "bag_to_hdf5",
-    "image_resize", "node_latency", "learning",
+    "encoders", "inference_backends", "training_step", "seed_comparison", "trainer_io",
+    "sampler", "bag_to_hdf5", "image_resize", "node_latency", "learning",
 )
 
 

@@ -77,13 +77,16 @@ def compile_encoders(agent) -> None:
 
 
 def variants(with_compile: bool) -> list[Variant]:
-    """Baseline first. Options go through ``LAPOConfig``; torch.compile, which it does not
-    offer, is applied to the built agent's encoders."""
+    """Baseline first (the shipped default: float32, NCHW, foreach Adam). Options go through
+    ``LAPOConfig``; torch.compile, which it does not offer, is applied to the built agent's
+    encoders."""
     found = [
         Variant("default (fp32, contiguous, foreach Adam)", {}),
         Variant(REPLAY_BUFFER_ROW, {}, replay_buffer=True),
         Variant("channels_last", {"channels_last": True}),
         Variant("fused Adam", {"fused_adam": True}),
+        Variant("channels_last + fused Adam (the fp32 path)",
+                {"channels_last": True, "fused_adam": True}),
         Variant("bf16 autocast", {"autocast_dtype": "bfloat16"}),
         Variant(
             "bf16 autocast + channels_last + fused Adam",

@@ -45,7 +45,7 @@ def markdown_tables(text: str) -> dict[str, list[list[str]]]:
     return tables
 
 
-QUICK_SCRIPTS = ("encoders", "inference_backends", "training_step")
+QUICK_SCRIPTS = ("encoders", "inference_backends", "training_step", "seed_comparison")
 
 
 @pytest.fixture(scope="module")
@@ -265,6 +265,24 @@ def test_training_step_quick(quick_runs):
     assert "torch.compile not measured" in written
 
 
+@pytest.mark.slow
+def test_seed_comparison_quick(quick_runs):
+    _, tables = check_quick_run(quick_runs, "seed_comparison")
+    comparison, allocator = tables.values()
+    by_update = {row[0]: row[1:] for row in comparison[1:]}
+    seed, *_ = by_update
+    assert seed.startswith("seed-equivalent") and by_update[seed][-2:] == ["1.00x", "1.00x"]
+    flops = {name: float(row[3]) for name, row in by_update.items()}
+    lapo = next(name for name in by_update if name.startswith("MultimodalLatent, LAPO's"))
+    default = next(name for name in by_update if name.startswith("shipped default agent,"))
+    assert flops[lapo] == pytest.approx(flops[seed], rel=0.05)  # the seed's encoder passes
+    assert flops[default] > 2 * flops[seed]  # two critic pairs and the VAE's encoder pass
+    assert by_update[default][0] == "fp32"  # as shipped
+    rows = {row[0]: row[1:] for row in allocator[1:]}
+    assert rows["as it comes (baseline)"][-1] == "1.00x"
+    assert all(float(row[0]) > 0 for row in rows.values())
+
+
 def test_quick_configs_are_smaller_than_full():
     import encoders
     import inference_backends
@@ -289,7 +307,8 @@ def test_encoder_variants_accept_the_same_input():
 
 
 def test_script_help_is_clean():
-    for script in ("encoders", "inference_backends", "training_step", "run_all"):
+    for script in ("encoders", "inference_backends", "training_step", "seed_comparison",
+                   "run_all"):
         completed = run_script(BENCHMARKS / f"{script}.py", "--help", timeout=120)
         assert completed.returncode == 0, completed.stderr
         assert "--quick" in completed.stdout and "--out" in completed.stdout
