@@ -152,7 +152,7 @@ class SeedUpdate:
             for online, target in self.targets:
                 for p, t in zip(online.parameters(), target.parameters(), strict=True):
                     t.lerp_(p, self.tau)
-        float(critic_loss)  # one sync per step, as the agent's metrics
+        float(critic_loss.detach())  # one sync per step, as the agent's metrics
 
 
 @dataclass
@@ -242,9 +242,17 @@ def comparison_table(config: ComparisonConfig, device) -> Table:
 
 # ---------------------------------------------------------------- allocator
 
-def allocator_run(config: ComparisonConfig, device_name: str, tuned: bool) -> dict:
+ALLOCATOR_ROWS = (  # (name, keep freed memory, channels_last + fused Adam)
+    ("as it comes (baseline)", False, False),
+    ("training/train.py: keep freed memory (mallopt)", True, False),
+    ("keep freed memory + channels_last + fused Adam (the fp32 path)", True, True),
+)
+
+
+def allocator_run(config: ComparisonConfig, device_name: str, tuned: bool,
+                  fp32_path: bool) -> dict:
     """In this (fresh) process: the step time and minor page faults of MultimodalLatent with
-    LAPO's weighting (the seed's work) in float32."""
+    LAPO's weighting (the seed's work) in float32, NCHW unless ``fp32_path``."""
     from training_step import synthetic_batch, synthetic_statistics
 
     from lapo_ros.lapo.algorithms.lapo import MultimodalLatent
@@ -254,7 +262,7 @@ def allocator_run(config: ComparisonConfig, device_name: str, tuned: bool) -> di
     device = resolve_device(device_name)
     agent = MultimodalLatent(action_dim=ACTION_DIM, device=device,
                              statistics=synthetic_statistics(), image_size=config.image_size,
-                             **LAPO_WEIGHTING)
+                             **LAPO_WEIGHTING, channels_last=fp32_path, fused_adam=fp32_path)
     batch = synthetic_batch(config.batch_size, config.image_size, device)
     for _ in range(config.warmup):
         agent.train_step(batch)
@@ -270,19 +278,20 @@ def allocator_run(config: ComparisonConfig, device_name: str, tuned: bool) -> di
 
 
 def allocator_table(config: ComparisonConfig, device_name: str, quick: bool) -> Table:
-    """Alternate fresh processes: glibc as it comes, then as the training CLI sets it."""
-    samples = {False: {"times": [], "faults": []}, True: {"times": [], "faults": []}}
+    """Alternate fresh processes: glibc as it comes, as the training CLI sets it, and that
+    with the float32 path's options."""
+    samples = {name: {"times": [], "faults": []} for name, *_ in ALLOCATOR_ROWS}
     applied = False
     for _ in range(config.allocator_rounds):
-        for tuned in (False, True):
-            argv = [sys.executable, __file__, "--allocator-run", json.dumps(tuned),
+        for name, tuned, fp32_path in ALLOCATOR_ROWS:
+            argv = [sys.executable, __file__, "--allocator-run", json.dumps([tuned, fp32_path]),
                     "--device", device_name, *(["--quick"] if quick else [])]
             done = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
             if done.returncode != 0:
                 raise BenchmarkError(f"allocator run: {done.stderr.strip()[-2000:]}")
             result = json.loads(done.stdout.strip().splitlines()[-1])
-            samples[tuned]["times"] += result["times"]
-            samples[tuned]["faults"] += result["faults"]
+            samples[name]["times"] += result["times"]
+            samples[name]["faults"] += result["faults"]
             applied = applied or result["applied"]
 
     def median(values):
@@ -294,16 +303,15 @@ def allocator_table(config: ComparisonConfig, device_name: str, quick: bool) -> 
         f"{config.image_size}, batch {config.batch_size}), fresh processes alternating",
         ["glibc malloc", "step median (ms)", "minor page faults / step", "vs as it comes"],
     )
-    base = median(samples[False]["times"])
-    for tuned, name in ((False, "as it comes (baseline)"),
-                        (True, "training/train.py: keep freed memory (mallopt)")):
-        table.add_row(name, milliseconds(median(samples[tuned]["times"])),
-                      f"{median(samples[tuned]['faults']):,}",
-                      ratio(base, median(samples[tuned]["times"])))
+    base = median(samples[ALLOCATOR_ROWS[0][0]]["times"])
+    for name, *_ in ALLOCATOR_ROWS:
+        table.add_row(name, milliseconds(median(samples[name]["times"])),
+                      f"{median(samples[name]['faults']):,}",
+                      ratio(base, median(samples[name]["times"])))
     table.notes.append(
-        f"{config.allocator_rounds} process(es) per setting, {config.allocator_steps} timed "
+        f"{config.allocator_rounds} process(es) per row, {config.allocator_steps} timed "
         f"steps each after {config.warmup} warm-up steps; "
-        + ("mallopt applied." if applied else "mallopt NOT applied: not glibc, rows equal."))
+        + ("mallopt applied." if applied else "mallopt NOT applied: not glibc."))
     return table
 
 
@@ -323,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                                  **({"batch_size": args.batch_size} if args.batch_size else {}),
                                  **({"image_size": args.image_size} if args.image_size else {})})
     if args.allocator_run is not None:
-        print(json.dumps(allocator_run(config, args.device, json.loads(args.allocator_run))))
+        print(json.dumps(allocator_run(config, args.device, *json.loads(args.allocator_run))))
         return 0
     tables = [comparison_table(config, resolve_device(args.device)),
               allocator_table(config, args.device, args.quick)]
