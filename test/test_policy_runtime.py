@@ -163,6 +163,16 @@ class FakeOnnxruntime:
 ALL_PROVIDERS = [TENSORRT, CUDA, CPU]
 
 
+def fake_machine(monkeypatch, offered, driver: bool, broken_libraries: set,
+                 error: str = "missing") -> FakeOnnxruntime:
+    """An onnxruntime offering ``offered`` on a machine with (or without) the NVIDIA driver,
+    where the providers in ``broken_libraries`` fail to load with ``error``."""
+    monkeypatch.setattr(runtime_module, "_cuda_driver_present", lambda: driver)
+    monkeypatch.setattr(runtime_module, "_provider_library_error",
+                        lambda _, provider: error if provider in broken_libraries else None)
+    return FakeOnnxruntime(offered)
+
+
 @pytest.mark.parametrize(
     ("offered", "driver", "broken_libraries", "device", "first"),
     [
@@ -178,13 +188,7 @@ ALL_PROVIDERS = [TENSORRT, CUDA, CPU]
     ],
 )
 def test_provider_choice(monkeypatch, offered, driver, broken_libraries, device, first):
-    monkeypatch.setattr(runtime_module, "_cuda_driver_present", lambda: driver)
-    monkeypatch.setattr(
-        runtime_module,
-        "_provider_library_error",
-        lambda _, provider: "missing" if provider in broken_libraries else None,
-    )
-    onnxruntime = FakeOnnxruntime(offered)
+    onnxruntime = fake_machine(monkeypatch, offered, driver, broken_libraries)
     assert runtime_module._first_provider(onnxruntime, Path("p.onnx"), device) == first
 
 
@@ -200,13 +204,8 @@ def test_provider_choice(monkeypatch, offered, driver, broken_libraries, device,
 def test_asked_gpu_provider_that_cannot_start_is_one_clear_error(
     monkeypatch, offered, driver, broken_libraries, device, reason
 ):
-    monkeypatch.setattr(runtime_module, "_cuda_driver_present", lambda: driver)
-    monkeypatch.setattr(
-        runtime_module,
-        "_provider_library_error",
-        lambda _, provider: "libnvinfer.so.10 missing" if provider in broken_libraries else None,
-    )
-    onnxruntime = FakeOnnxruntime(offered)
+    onnxruntime = fake_machine(monkeypatch, offered, driver, broken_libraries,
+                               "libnvinfer.so.10 missing")
     with pytest.raises(PolicyRuntimeError) as raised:
         runtime_module._first_provider(onnxruntime, Path("models/p.onnx"), device)
     message = str(raised.value)
