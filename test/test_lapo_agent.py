@@ -14,6 +14,7 @@ from lapo_ros.common.images import ImageConversionError, resize_rgb, stack_camer
 from lapo_ros.lapo import MultimodalLatent
 from lapo_ros.lapo.algorithms.checkpoint import CheckpointError
 from lapo_ros.lapo.compute import autocast_dtype, polyak_update
+from lapo_ros.lapo.models.networks import ImageJointEncoder
 
 SMALL = {
     "hidden_dims": (32, 32),
@@ -483,3 +484,23 @@ def test_bf16_autocast_runs_the_update_in_bf16_on_the_cpu_and_acts_in_fp32():
     assert all(p.dtype == torch.float32 for p in agent.obs_encoder.parameters())  # fp32 master
     action = agent.select_action(*images(32, 32, seed=1), np.zeros(16, np.float32))
     assert action.dtype == np.float32 and np.all(np.isfinite(action))
+
+
+def test_compile_encoders_compiles_the_update_and_deploys_an_eager_policy():
+    eager, compiled = make_agent(), make_agent(compile_encoders=True)
+    encoders = [m for network in compiled.modules.networks().values()
+                for m in network.modules() if isinstance(m, ImageJointEncoder)]
+    assert len(encoders) == 4  # online and target, both critic folds
+    assert all(encoder._compiled_call_impl is not None for encoder in encoders)
+    initial = snapshot(compiled.obs_encoder)
+    assert initial.keys() == snapshot(eager.obs_encoder).keys()  # checkpoints unchanged
+    eager_metrics = eager.train(iterations=1, batch_size=4)  # the same weights and batch
+    compiled_metrics = compiled.train(iterations=1, batch_size=4)
+    for name, value in eager_metrics.items():
+        assert compiled_metrics[name] == pytest.approx(value, rel=1e-3, abs=1e-4), name
+    assert differs(initial, snapshot(compiled.obs_encoder))
+    policy = compiled.deployable_policy()
+    assert policy.obs_encoder._compiled_call_impl is None  # deployed and exported eager
+    observation = (*images(32, 32, seed=2), np.zeros(16, np.float32))
+    np.testing.assert_allclose(compiled.select_action(*observation),
+                               eager.select_action(*observation), atol=1e-3)

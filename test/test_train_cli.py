@@ -40,12 +40,17 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     )
 
 
-def _main(*args: str) -> int:
-    """training/train.py's main() in this process (faster than a subprocess)."""
+def _train_module():
+    """training/train.py as a module (faster than a subprocess)."""
     spec = importlib.util.spec_from_file_location("train_cli", REPO / "training" / "train.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main(list(args))
+    return module
+
+
+def _main(*args: str) -> int:
+    """training/train.py's main() in this process."""
+    return _train_module().main(list(args))
 
 
 @pytest.fixture(scope="module")
@@ -420,3 +425,21 @@ def test_the_shipped_config_runs_the_default_agent():
     for section, config_class in (("agent", LAPOConfig), ("bc", BCConfig)):
         defaults = config_class().to_dict()
         assert {key: defaults[key] for key in settings[section]} == settings[section]
+
+
+@pytest.mark.parametrize("algo", ["lapo", "bc"])
+def test_the_compute_flags_set_the_agents_compute_options(algo):
+    module = _train_module()
+    required = ["--data", "d.hdf5", "--out", "run", "--algo", algo]
+    names = ("autocast_dtype", "channels_last", "fused_adam", "compile_encoders")
+
+    def compute_options(*flags: str) -> tuple:
+        compute = module.compute_overrides(module.parse_args([*required, *flags]))
+        config = load_train_config(module.DEFAULT_CONFIG,  # validated as the agent's config
+                                   {"data": "d.hdf5", "out": "run", "algo": algo, **compute})
+        options = config.agent_overrides()
+        return tuple(options[name] for name in names)
+
+    assert compute_options("--precision", "bfloat16", "--channels-last", "--fused-adam",
+                           "--compile") == ("bfloat16", True, True, True)
+    assert compute_options() == (None, False, False, False)  # the shipped file's

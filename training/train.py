@@ -4,7 +4,7 @@
     python training/train.py --data data.hdf5 --out runs/pick [--config config/train.yaml]
         [--steps N] [--batch-size N] [--image-size N] [--device auto|cpu|cuda]
         [--algo lapo|bc] [--precision auto|bfloat16|float32] [--channels-last]
-        [--fused-adam] [--resume]
+        [--fused-adam] [--compile] [--resume]
     torchrun --nproc-per-node 2 training/train.py ...      # data-parallel, one GPU each
 
 Writes RUN_DIR/{config.yaml, metrics.csv, tensorboard/, checkpoints/{last,best}.pt}.
@@ -64,10 +64,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="NHWC convolutions (the agents' channels_last)")
     parser.add_argument("--fused-adam", action="store_true",
                         help="one fused kernel per Adam step (the agents' fused_adam)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the observation encoders (the agents' "
+                             "compile_encoders; the first steps compile them)")
     add_aloha_options(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue RUN_DIR from checkpoints/last.pt with its saved config")
     return parser.parse_args(argv)
+
+
+def compute_overrides(args: argparse.Namespace) -> dict:
+    """The compute flags as overrides of both agents' configs (they apply whichever algo
+    runs); empty when none is given, so the settings file decides."""
+    compute = {**({"autocast_dtype": args.precision} if args.precision else {}),
+               **({"channels_last": True} if args.channels_last else {}),
+               **({"fused_adam": True} if args.fused_adam else {}),
+               **({"compile_encoders": True} if args.compile else {})}
+    return {"agent": compute, "bc": compute} if compute else {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,11 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "aloha_cameras": args.aloha_cameras, "labels": args.labels,
         "assume_success": args.assume_success,
     }
-    compute = {**({"autocast_dtype": args.precision} if args.precision else {}),
-               **({"channels_last": True} if args.channels_last else {}),
-               **({"fused_adam": True} if args.fused_adam else {})}
-    if compute:  # options of both agents' configs: they apply whichever algo runs
-        overrides.update(agent=compute, bc=compute)
+    overrides.update(compute_overrides(args))
     try:
         if args.resume:
             config = resume_config(args.out, {k: v for k, v in overrides.items() if k != "out"})

@@ -119,8 +119,9 @@ class OfflineAgent:
 
     Subclasses set ``kind`` (the checkpoint's agent name), ``config_class`` and
     ``size_arguments`` (constructor arguments a checkpoint must match), call ``_setup`` first
-    in ``__init__``, build ``self.modules`` and ``self._policy`` (their ``DeployablePolicy``),
-    and provide ``_update(batch)`` (one step, diagnostics as tensors) and ``_arguments()``.
+    in ``__init__``, build ``self.modules`` (then call ``_compile_encoders``) and
+    ``self._policy`` (their ``DeployablePolicy``), and provide ``_update(batch)`` (one step,
+    diagnostics as tensors) and ``_arguments()``.
     """
 
     kind: ClassVar[str]
@@ -179,6 +180,16 @@ class OfflineAgent:
         if config.channels_last:
             encoder.to(memory_format=torch.channels_last)
         return encoder
+
+    def _compile_encoders(self) -> None:
+        """``compile_encoders``: torch.compile every observation encoder in place (the
+        deployable copy, a deepcopy, runs eager)."""
+        if not self.config.compile_encoders:
+            return
+        for network in self.modules.networks().values():
+            for module in network.modules():
+                if isinstance(module, ImageJointEncoder):
+                    module.compile()
 
     def _images(self, image: torch.Tensor) -> torch.Tensor:
         """A batch's uint8 images in the configured memory layout."""

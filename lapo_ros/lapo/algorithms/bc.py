@@ -91,6 +91,7 @@ class BehaviorCloning(OfflineAgent):
             optimizer=adam([*obs_encoder.parameters(), *policy_head.parameters()], config.lr,
                            config.fused_adam),
         )
+        self._compile_encoders()
         self._policy = DeployablePolicy(obs_encoder, policy_head, self.joint_normalizer,
                                         self.action_scaler, config.image_size, self.action_dim,
                                         config.chunk_size)

@@ -198,6 +198,7 @@ class MultimodalLatent(OfflineAgent):
         if not self.min_v <= self.max_v:
             raise ValueError(f"MultimodalLatent: min_v {self.min_v} exceeds max_v {self.max_v}")
         self.modules = self._build()
+        self._compile_encoders()
         # select_action runs the online encoder and actor with the target decoder (as LAPO)
         self._policy = DeployablePolicy(
             self.obs_encoder,
