@@ -94,5 +94,9 @@ def test_pipeline_table_settings_and_expert_reference():
     counts = AlohaDemoSettings(episodes=7).demo_config().counts
     assert sum(counts.values()) == 7 and counts["wrong_grasp"] == counts["drop"] == 1
     assert expert_reference(AlohaSimConfig(), episodes=2, seed=10_000) == 1.0
-    with pytest.raises(SystemExit):
-        main(["--out", "unused", "--train-steps", "0"])
+    insertion = AlohaDemoSettings(task="insertion").sim()
+    assert insertion.task == "insertion"  # the demonstrations and the closed loop's scene
+    assert expert_reference(insertion, episodes=1, seed=10_000) == 1.0
+    for argv in (["--train-steps", "0"], ["--task", "stack_cubes"]):
+        with pytest.raises(SystemExit):
+            main(["--out", "unused", *argv])

@@ -1,4 +1,4 @@
-"""The ALOHA sim wrapper's observation/action contract and the scripted transfer-cube experts.
+"""The ALOHA sim wrapper's observation/action contract and the scripted experts of both scenes.
 
 Skipped only where the optional extra ``lapo_ros[aloha]`` is not installed.
 """
@@ -15,8 +15,11 @@ for module in ("gym_aloha", "dm_control", "mujoco"):
 from lapo_ros.dataset.aloha import JOINT_NAMES as DATASET_JOINT_NAMES  # noqa: E402
 from lapo_ros.sim.aloha.env import AlohaSimConfig, AlohaSimEnv  # noqa: E402
 from lapo_ros.sim.aloha.experts import (  # noqa: E402
+    InsertionExpert,
+    InsertionExpertConfig,
     TransferCubeExpert,
     TransferCubeExpertConfig,
+    make_expert,
 )
 from lapo_ros.sim.aloha.kinematics import (  # noqa: E402
     GripperPose,
@@ -107,6 +110,10 @@ def test_bad_actions_and_config_are_named(env):
         TransferCubeExpertConfig(kind="perfect")
     with pytest.raises(ValueError, match="drop_step"):
         TransferCubeExpertConfig(drop_step=100)
+    with pytest.raises(ValueError, match="timeline"):
+        InsertionExpertConfig(hold_step=200)
+    with pytest.raises(ValueError, match="InsertionExpert needs the insertion task"):
+        InsertionExpert(env, InsertionExpertConfig(), np.random.default_rng(0))
 
 
 def test_inverse_kinematics_reaches_a_grasp_pose_and_refuses_an_unreachable_one():
@@ -177,3 +184,26 @@ def test_torch_can_be_imported_after_the_sim_has_rendered():
                             timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr[-2000:]
     assert "torch.Size([1, 1000])" in result.stdout
+
+
+@pytest.mark.parametrize("seed", [0, 16])
+def test_the_insertion_expert_pushes_the_peg_into_the_socket(seed):
+    env = AlohaSimEnv(AlohaSimConfig(task="insertion", image_size=None))
+    expert = make_expert(env, "expert", np.random.default_rng(seed))
+    assert isinstance(expert, InsertionExpert)
+    outcome = run_episode(env, expert, seed)
+    assert outcome.success and outcome.steps < env.config.max_steps
+    # both objects taken and lifted off the table before the peg reaches the pin
+    assert outcome.stages.index(2) < outcome.stages.index(4) and outcome.stages[-1] == 4
+    physics = env.physics
+    peg = physics.named.data.qpos["red_peg_joint"][:3]
+    socket = physics.named.data.qpos["blue_socket_joint"][:3]
+    assert min(peg[2], socket[2]) > 0.15  # in the air
+    np.testing.assert_allclose(peg[1:], socket[1:], atol=0.008)  # on the socket's axis
+
+
+@pytest.mark.parametrize(("kind", "max_stage"), [("wrong_grasp", 0), ("drop", 2)])
+def test_the_failing_insertion_demonstrators_stop_where_they_fail(kind, max_stage):
+    env = AlohaSimEnv(AlohaSimConfig(task="insertion", image_size=None))
+    outcome = run_episode(env, make_expert(env, kind, np.random.default_rng(0)), 0)
+    assert not outcome.success and outcome.max_stage == max_stage

@@ -1,6 +1,7 @@
-"""Scripted ALOHA transfer-cube demonstrations of mixed quality, recorded as real ros2 bags.
+"""Scripted ALOHA demonstrations of mixed quality (transfer cube, insertion) as real ros2 bags.
 
-    PYTHONPATH=. python -m lapo_ros.demo.aloha_demonstrations --out aloha_bags --episodes 20
+    PYTHONPATH=. python -m lapo_ros.demo.aloha_demonstrations --out aloha_bags --episodes 20 \
+        [--task transfer_cube|insertion]
     bag_to_hdf5 aloha_bags/demo_* -o aloha.hdf5 --config aloha_bags/bag_to_hdf5.yaml
 
 One bag per episode, recorded as ``ros2 bag record`` would on an ALOHA running this package:
@@ -27,18 +28,18 @@ import yaml
 from lapo_ros.common.images import CAMERA_ORDER
 from lapo_ros.demo.demonstrations import START_NS, DemoBags, RecordedEpisode, write_episode_bag
 from lapo_ros.sim.aloha.env import AlohaSimConfig, AlohaSimEnv, Observation
-from lapo_ros.sim.aloha.experts import EXPERT_KINDS, TransferCubeExpert, TransferCubeExpertConfig
+from lapo_ros.sim.aloha.experts import EXPERT_KINDS, EXPERTS, make_expert
 from lapo_ros.sim.aloha.rollout import run_episode
 from lapo_ros.sim.aloha.scene import JOINT_NAMES, RATE_HZ
 
 
 @dataclass
 class AlohaDemoConfig:
-    """How many episodes of each demonstrator kind, from which cube seeds, seen how."""
+    """How many episodes of each demonstrator kind, from which placement seeds, seen how."""
 
     counts: dict[str, int] = field(default_factory=lambda: {
         "expert": 8, "noisy": 4, "wrong_grasp": 4, "drop": 4})
-    seed: int = 0  # episode i places the cube from seed ``seed + i``
+    seed: int = 0  # episode i places the objects from seed ``seed + i``
     sim: AlohaSimConfig = field(default_factory=AlohaSimConfig)
 
     def kinds(self) -> list[str]:
@@ -55,11 +56,10 @@ class AlohaDemoConfig:
 
 
 def record_aloha_episode(env: AlohaSimEnv, kind: str, seed: int) -> RecordedEpisode:
-    """One scripted episode of ``kind`` in ``env`` (which renders images) from cube ``seed``."""
+    """One scripted episode of ``kind`` in ``env`` (rendering images) from placement ``seed``."""
     if env.config.image_size is None:
         raise ValueError("recording needs camera images: AlohaSimConfig.image_size is None")
-    expert = TransferCubeExpert(env, TransferCubeExpertConfig(kind=kind),
-                                np.random.default_rng(seed + 7919))
+    expert = make_expert(env, kind, np.random.default_rng(seed + 7919))
     frames: dict[str, list[np.ndarray]] = {camera: [] for camera in CAMERA_ORDER}
     joints, commands = [], []
 
@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", type=int, default=20,
                         help="episodes: 40%% expert, 20%% each noisy, wrong_grasp, drop")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--task", choices=EXPERTS, default="transfer_cube")
     parser.add_argument("--image-size", type=int, nargs=2, default=[96, 128],
                         metavar=("H", "W"))
     args = parser.parse_args(argv)
@@ -137,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     counts = {kind: int(round(args.episodes * s)) for kind, s in share.items()}
     counts["expert"] += args.episodes - sum(counts.values())
     config = AlohaDemoConfig(counts=counts, seed=args.seed,
-                             sim=AlohaSimConfig(image_size=tuple(args.image_size)))
+                             sim=AlohaSimConfig(task=args.task,
+                                                image_size=tuple(args.image_size)))
     recorded = record_aloha_bags(args.out, config, progress=lambda e: print(
         f"seed {e.seed} {e.kind}: {'success' if e.success else 'failure'}, highest stage "
         f"{int(e.reward.max())}, {len(e.reward)} steps", flush=True))

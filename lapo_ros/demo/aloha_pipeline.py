@@ -1,13 +1,14 @@
-"""``make demo-aloha``: the whole chain on gym-aloha's transfer-cube scene.
+"""``make demo-aloha``: the whole chain on a gym-aloha scene (transfer cube by default).
 
     python -m lapo_ros.demo.aloha_pipeline --out demo_aloha_output [--quick]
+        [--task transfer_cube|insertion]
 
 1. record scripted demonstrations (expert, noisy, wrong grasp, drop) as ros2 bags
 2. ``bag_to_hdf5`` them (success labels from ``labels.yaml``; 50 Hz; ALOHA's joint names)
 3. train LAPO and the behaviour-cloning baseline (``training/train.py``'s trainer)
 4. export both as ONNX policy files
 5. run each in closed loop: ALOHA sim node + ``policy_node`` (``config/aloha_policy.yaml``)
-   over DDS, on cube placements unseen in the demonstrations
+   over DDS, on object placements unseen in the demonstrations
 6. print a table of success and highest reward stage per episode, and latency
 
 The defaults fit 2 CPU cores in under 30 minutes with small images and budget, where near-0
@@ -40,7 +41,7 @@ from lapo_ros.sim.aloha.closed_loop import (
     run_aloha_closed_loop,
 )
 from lapo_ros.sim.aloha.env import AlohaSimConfig, AlohaSimEnv
-from lapo_ros.sim.aloha.experts import TransferCubeExpert, TransferCubeExpertConfig
+from lapo_ros.sim.aloha.experts import EXPERTS, make_expert
 from lapo_ros.sim.aloha.rollout import run_episode
 
 EVAL_SEED = 10_000
@@ -60,6 +61,7 @@ class AlohaDemoSettings:
     rate_hz: float = 10.0  # closed-loop ticks per second (the sim's steps stay 20 ms)
     algorithms: tuple[str, ...] = ("lapo", "bc")
     seed: int = 0
+    task: str = "transfer_cube"  # or "insertion"
 
     @classmethod
     def quick(cls) -> AlohaDemoSettings:
@@ -67,7 +69,8 @@ class AlohaDemoSettings:
                    batch_size=8, eval_episodes=1, max_steps=40, rate_hz=20.0)
 
     def sim(self) -> AlohaSimConfig:
-        return AlohaSimConfig(image_size=tuple(self.camera_size), max_steps=self.max_steps)
+        return AlohaSimConfig(task=self.task, image_size=tuple(self.camera_size),
+                              max_steps=self.max_steps)
 
     def demo_config(self) -> AlohaDemoConfig:
         share = {"expert": 0.4, "noisy": 0.2, "wrong_grasp": 0.2, "drop": 0.2}
@@ -79,7 +82,7 @@ class AlohaDemoSettings:
 def expert_reference(sim: AlohaSimConfig, episodes: int, seed: int) -> float:
     """The scripted expert's success rate on the evaluation placements (in process)."""
     env = AlohaSimEnv(AlohaSimConfig(task=sim.task, image_size=None, max_steps=sim.max_steps))
-    expert = TransferCubeExpert(env, TransferCubeExpertConfig(), np.random.default_rng(seed))
+    expert = make_expert(env, "expert", np.random.default_rng(seed))
     return float(np.mean([run_episode(env, expert, seed + i).success
                           for i in range(episodes)]))
 
@@ -176,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("demo_aloha_output"),
                         help="output folder (replaced)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--task", choices=EXPERTS, help="the scene (default transfer_cube)")
     parser.add_argument("--episodes", type=int, help="demonstrations to record")
     parser.add_argument("--camera-size", type=int, nargs=2, metavar=("H", "W"))
     parser.add_argument("--image-size", type=int, help="dataset/encoder image side (px)")
@@ -189,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             if value < 1:
                 parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
             setattr(settings, name, value)
+    if args.task is not None:
+        settings.task = args.task
     if args.camera_size is not None:
         if min(args.camera_size) < 1:
             parser.error(f"--camera-size must be >= 1, got {args.camera_size}")

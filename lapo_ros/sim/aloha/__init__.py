@@ -2,6 +2,6 @@
 
 Needs the optional extra ``lapo_ros[aloha]`` (gym-aloha, mujoco, dm-control): ``scene`` loads
 it; ``env`` wraps a scene (cameras, 14 joints, reward stage); ``kinematics`` solves gripper
-poses into joint angles; ``experts`` plans scripted transfer-cube demonstrations in joint
+poses into joint angles; ``experts`` plans scripted demonstrations of both scenes in joint
 space; ``rollout`` runs and scores them; ``node`` serves the scene over ROS 2.
 """

@@ -1,24 +1,35 @@
-"""Scripted transfer-cube demonstrators planned in joint space from the task's geometry.
+"""Scripted demonstrators for gym-aloha's two scenes, planned in joint space from the geometry.
 
-The right gripper, tilted ``pick_pitch_deg`` below horizontal with its fingers closing along
-the table's y axis, comes down onto the cube along its own axis, closes, lifts the cube to
-the hand-over point ``meet``; the left gripper comes in level from the left with its fingers
-closing vertically, closes on the cube's top and bottom faces, and the right gripper lets go.
+Transfer cube: the right gripper, tilted ``pick_pitch_deg`` below horizontal with its fingers
+closing along the table's y axis, comes down onto the cube along its own axis, closes, lifts
+the cube to the hand-over point ``meet``; the left gripper comes in level from the left with
+its fingers closing vertically, closes on the cube's top and bottom faces, and the right
+gripper lets go.
+
+Insertion: each gripper, tilted ``pick_pitch_deg``, takes its object by the middle from
+above the table: the right one the red peg, turned towards its shoulder (the fingers square
+the small peg to themselves as they close), the left one the blue socket with its fingers
+along the table's y axis (the socket keeps its orientation). Both lift, the left arm holds the
+socket at ``meet`` and the right arm turns the peg along the table's x axis, lines it up
+``insert_standoff`` to the right of the socket and pushes it in until it touches the pin.
+
 Each gripper pose is turned into joint angles by inverse kinematics (``kinematics``) every
 ``ik_stride`` steps along straight fingertip paths; the plan is the joint targets in between,
 interpolated, so the demonstration is a sequence of 14 absolute joint position targets, as
 the scene's position controllers (and ACT's recorded actions) take them. Unlike ACT's
-mocap-driven expert, nothing is welded: the same environment serves demos and evaluation.
+mocap-driven experts, nothing is welded: the same environment serves demos and evaluation.
 
 Kinds (heterogeneous quality for offline RL): ``expert``; ``noisy`` (joint targets with
 Gaussian noise, the grasp point off by up to ``noisy_grasp_error``); ``wrong_grasp`` (the
-right gripper closes ``wrong_grasp_offset`` beside the cube); ``drop`` (the right gripper
-opens while carrying the cube to the hand-over).
+right gripper closes ``wrong_grasp_offset`` beside the cube or peg); ``drop`` (the right
+gripper opens while carrying the cube or peg).
 """
+
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -59,22 +70,64 @@ class TransferCubeExpertConfig:
     drop_step: int = 205  # drop: the right gripper opens at this step (lift_step..meet_step)
 
     def __post_init__(self) -> None:
-        if self.kind not in EXPERT_KINDS:
-            raise ValueError(f"kind {self.kind!r} is not one of {', '.join(EXPERT_KINDS)}")
-        if self.ik_stride < 1:
-            raise ValueError(f"ik_stride must be >= 1, got {self.ik_stride}")
-        timeline = [self.pregrasp_step, self.grasp_step, self.close_step, self.lift_step,
-                    self.meet_step, self.left_grasp_step, self.left_close_step,
-                    self.release_step, self.retreat_step]
-        if any(b <= a for a, b in zip([0, *timeline], timeline, strict=False)) or not (
-                0 < self.left_wait_step < self.left_grasp_step):
-            raise ValueError(f"the timeline steps must increase, got {timeline} "
-                             f"(left_wait_step {self.left_wait_step})")
+        check_kind_and_timeline(self.kind, self.ik_stride, [
+            self.pregrasp_step, self.grasp_step, self.close_step, self.lift_step,
+            self.meet_step, self.left_grasp_step, self.left_close_step, self.release_step,
+            self.retreat_step])
+        if not 0 < self.left_wait_step < self.left_grasp_step:
+            raise ValueError(f"left_wait_step must lie between 0 and left_grasp_step "
+                             f"{self.left_grasp_step}, got {self.left_wait_step}")
         if not self.lift_step < self.drop_step < self.meet_step:
             raise ValueError(f"drop_step must lie between lift_step {self.lift_step} and "
                              f"meet_step {self.meet_step}, got {self.drop_step}")
         if self.release_step - 5 <= self.meet_step:
             raise ValueError(f"release_step must be > meet_step + 5, got {self.release_step}")
+
+
+@dataclass
+class InsertionExpertConfig:
+    """Which demonstrator, the grasp geometry and the timeline (control steps at 50 Hz)."""
+
+    kind: str = "expert"
+    pick_pitch_deg: float = 70.0  # both grippers' tilt below horizontal
+    approach_distance: float = 0.08  # pre-grasp stand-off along the gripper axis (m)
+    lift_height: float = 0.08  # both objects rise this far above where they rest (m)
+    meet: tuple[float, float, float] = (0.0, 0.5, 0.25)  # socket centre during insertion (m)
+    insert_standoff: float = 0.1  # the peg lines up this far short of the pin (m, x)
+    insert_depth: float = 0.015  # and is pushed this far past touching it (m)
+    ik_stride: int = 5  # steps between inverse-kinematics solutions
+    # timeline: the step each key pose is reached
+    pregrasp_step: int = 60
+    grasp_step: int = 100
+    close_step: int = 125
+    lift_step: int = 150
+    align_step: int = 210
+    hold_step: int = 330  # the peg is pushed in from align_step to here, then held
+    # the other kinds
+    # noisy: std of the joint target noise (rad; normalised for grippers) and the grasp point
+    # error, uniform per axis (m): the peg enters with 8 mm to spare, so half of these succeed
+    noise: float = 0.0075
+    noisy_grasp_error: float = 0.005
+    wrong_grasp_offset: float = 0.03  # wrong_grasp: closes this far beside the peg (m, y)
+    drop_step: int = 180  # drop: the right gripper opens at this step (lift..align)
+
+    def __post_init__(self) -> None:
+        check_kind_and_timeline(self.kind, self.ik_stride, [
+            self.pregrasp_step, self.grasp_step, self.close_step, self.lift_step,
+            self.align_step, self.hold_step])
+        if not self.lift_step < self.drop_step < self.align_step:
+            raise ValueError(f"drop_step must lie between lift_step {self.lift_step} and "
+                             f"align_step {self.align_step}, got {self.drop_step}")
+
+
+def check_kind_and_timeline(kind: str, ik_stride: int, timeline: list[int]) -> None:
+    """A known demonstrator kind, ``ik_stride`` >= 1 and increasing key steps from 1."""
+    if kind not in EXPERT_KINDS:
+        raise ValueError(f"kind {kind!r} is not one of {', '.join(EXPERT_KINDS)}")
+    if ik_stride < 1:
+        raise ValueError(f"ik_stride must be >= 1, got {ik_stride}")
+    if any(b <= a for a, b in zip([0, *timeline], timeline, strict=False)):
+        raise ValueError(f"the timeline steps must increase, got {timeline}")
 
 
 @dataclass(frozen=True)
@@ -86,13 +139,18 @@ class KeyPose:
     gripper: float
 
 
-class TransferCubeExpert:
-    """Plans a whole episode at ``reset`` from the true cube position; ``act(step)`` plays it."""
+class ScriptedExpert:
+    """Plans a whole episode at ``reset`` from the true object poses; ``act(step)`` plays it.
 
-    def __init__(self, env: AlohaSimEnv, config: TransferCubeExpertConfig,
-                 rng: np.random.Generator):
-        if env.config.task != "transfer_cube":
-            raise ValueError(f"TransferCubeExpert needs the transfer_cube task, "
+    Subclasses set ``task`` (the scene they plan for) and provide ``key_poses()``: each arm's
+    key poses for the episode the environment just started.
+    """
+
+    task: ClassVar[str]
+
+    def __init__(self, env: AlohaSimEnv, config, rng: np.random.Generator):
+        if env.config.task != self.task:
+            raise ValueError(f"{type(self).__name__} needs the {self.task} task, "
                              f"got {env.config.task!r}")
         self.env = env
         self.config = config
@@ -101,7 +159,7 @@ class TransferCubeExpert:
 
     def reset(self) -> np.ndarray:
         """Plan the episode the environment just started; returns the (steps, 14) targets."""
-        keys = self.key_poses(self.cube_position())
+        keys = self.key_poses()
         columns = {arm: self._plan_arm(arm, keys[arm]) for arm in ARMS}
         self.plan = np.concatenate([columns["left"], columns["right"]], axis=1)
         return self.plan
@@ -113,6 +171,47 @@ class TransferCubeExpert:
             target += self.rng.normal(0.0, self.config.noise, target.shape)
         return target
 
+    def key_poses(self) -> dict[str, list[KeyPose]]:
+        raise NotImplementedError
+
+    def _grasp_error(self) -> np.ndarray:
+        """Where the right gripper closes relative to the object: beside it for
+        ``wrong_grasp``, a uniform error per axis for ``noisy``."""
+        c = self.config
+        if c.kind == "wrong_grasp":
+            return np.array([0.0, c.wrong_grasp_offset, 0.0])
+        if c.kind == "noisy":
+            return self.rng.uniform(-c.noisy_grasp_error, c.noisy_grasp_error, 3)
+        return np.zeros(3)
+
+    def _plan_arm(self, arm: str, keys: list[KeyPose]) -> np.ndarray:
+        """(steps, 7) joint targets of ``arm`` through its key poses, from where it is now."""
+        physics = self.env.physics
+        gripper_column = JOINT_NAMES.index(f"{arm}_arm_gripper")
+        joints = physics.named.data.qpos[joint_names(arm)].copy()
+        start = KeyPose(0, gripper_pose(physics, arm), float(self.env.joints[gripper_column]))
+        knots_step, knots_joints = [0], [np.append(joints, start.gripper)]
+        for before, after in zip([start, *keys], keys, strict=False):
+            span = after.step - before.step
+            for step in [*range(before.step + self.config.ik_stride, after.step,
+                                self.config.ik_stride), after.step]:
+                fraction = (step - before.step) / span
+                joints = solve_arm(physics, arm, _blend(before.pose, after.pose, fraction),
+                                   joints)
+                gripper = before.gripper + fraction * (after.gripper - before.gripper)
+                knots_step.append(step)
+                knots_joints.append(np.append(joints, gripper))
+        knots = np.array(knots_joints)
+        steps = np.arange(1, knots_step[-1] + 1)
+        return np.column_stack([np.interp(steps, knots_step, knots[:, j])
+                                for j in range(knots.shape[1])])
+
+
+class TransferCubeExpert(ScriptedExpert):
+    """The right arm picks the cube and hands it over to the left arm in the air."""
+
+    task = "transfer_cube"
+
     def cube_position(self) -> np.ndarray:
         """Where the cube rests: its placed x, y on the table, z at its half height."""
         physics = self.env.physics
@@ -120,9 +219,10 @@ class TransferCubeExpert:
         position[2] = physics.named.model.geom_size["red_box"][2]
         return position
 
-    def key_poses(self, cube: np.ndarray) -> dict[str, list[KeyPose]]:
-        """Each arm's key poses for a cube resting at ``cube``."""
+    def key_poses(self) -> dict[str, list[KeyPose]]:
+        """Each arm's key poses for the cube where it rests."""
         c = self.config
+        cube = self.cube_position()
         physics = self.env.physics
         pitch = np.radians(c.pick_pitch_deg)
         down = np.array([-np.cos(pitch), 0.0, -np.sin(pitch)])  # right gripper, picking
@@ -130,12 +230,7 @@ class TransferCubeExpert:
         level = np.array([1.0, 0.0, 0.0])  # left gripper at the hand-over
         vertical = np.array([0.0, 0.0, 1.0])
         meet = np.asarray(c.meet, dtype=float)
-        grasp = cube.copy()
-        if c.kind == "wrong_grasp":
-            grasp[1] += c.wrong_grasp_offset
-        elif c.kind == "noisy":
-            grasp += self.rng.uniform(-c.noisy_grasp_error, c.noisy_grasp_error, 3)
-        grasp_tip = grasp + down * c.grasp_depth
+        grasp_tip = cube + self._grasp_error() + down * c.grasp_depth
         carried_tip = meet + down * c.grasp_depth
 
         def right(step: int, tip: np.ndarray, gripper: float) -> KeyPose:
@@ -169,27 +264,80 @@ class TransferCubeExpert:
         ]
         return {"left": left_keys, "right": right_keys}
 
-    def _plan_arm(self, arm: str, keys: list[KeyPose]) -> np.ndarray:
-        """(steps, 7) joint targets of ``arm`` through its key poses, from where it is now."""
+class InsertionExpert(ScriptedExpert):
+    """Each arm takes its object, the left holds the socket up, the right pushes the peg in."""
+
+    task = "insertion"
+
+    def rest_position(self, joint: str, bottom_geom: str) -> np.ndarray:
+        """Where a free object rests: its placed x, y; z where ``bottom_geom`` meets the table."""
+        model = self.env.physics.named.model
+        position = self.env.physics.named.data.qpos[joint][:3].copy()
+        position[2] = model.geom_size[bottom_geom][2] - model.geom_pos[bottom_geom][2]
+        return position
+
+    def tilted(self, heading: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(pointing, closing) of a gripper heading along ``heading`` (xy), tilted down."""
+        pitch = np.radians(self.config.pick_pitch_deg)
+        h = heading[:2] / np.linalg.norm(heading[:2])
+        return (np.array([h[0] * np.cos(pitch), h[1] * np.cos(pitch), -np.sin(pitch)]),
+                np.array([-h[1], h[0], 0.0]))
+
+    def key_poses(self) -> dict[str, list[KeyPose]]:
+        """Each arm's key poses, fingertips on the objects' centres, for where they rest."""
+        c = self.config
         physics = self.env.physics
-        gripper_column = JOINT_NAMES.index(f"{arm}_arm_gripper")
-        joints = physics.named.data.qpos[joint_names(arm)].copy()
-        start = KeyPose(0, gripper_pose(physics, arm), float(self.env.joints[gripper_column]))
-        knots_step, knots_joints = [0], [np.append(joints, start.gripper)]
-        for before, after in zip([start, *keys], keys, strict=False):
-            span = after.step - before.step
-            for step in [*range(before.step + self.config.ik_stride, after.step,
-                                self.config.ik_stride), after.step]:
-                fraction = (step - before.step) / span
-                joints = solve_arm(physics, arm, _blend(before.pose, after.pose, fraction),
-                                   joints)
-                gripper = before.gripper + fraction * (after.gripper - before.gripper)
-                knots_step.append(step)
-                knots_joints.append(np.append(joints, gripper))
-        knots = np.array(knots_joints)
-        steps = np.arange(1, knots_step[-1] + 1)
-        return np.column_stack([np.interp(steps, knots_step, knots[:, j])
-                                for j in range(knots.shape[1])])
+        x, up = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, c.lift_height])
+        peg = self.rest_position("red_peg_joint", "red_peg") + self._grasp_error()
+        socket = self.rest_position("blue_socket_joint", "socket-1")
+        meet = np.asarray(c.meet, dtype=float)
+        # the peg's end touches the pin with its centre this far right of the socket's
+        touch = physics.named.model.geom_size["pin"][0] + physics.named.model.geom_size[
+            "red_peg"][0]
+        shoulder = physics.named.data.xpos["vx300s_right/shoulder_link"]
+        turned = self.tilted(peg - shoulder)  # towards the shoulder: the peg squares up
+        level = self.tilted(-x)  # the peg along x, pointing at the socket
+        square = self.tilted(x)  # the socket's grasp, fingers along y
+
+        def pose(step: int, tip: np.ndarray, heading: tuple, gripper: float) -> KeyPose:
+            return KeyPose(step, GripperPose(tip, *heading), gripper)
+
+        right_keys = [
+            pose(c.pregrasp_step, peg - turned[0] * c.approach_distance, turned, OPEN),
+            pose(c.grasp_step, peg, turned, OPEN),
+            pose(c.close_step, peg, turned, CLOSED),
+            pose(c.lift_step, peg + up, turned, CLOSED),
+        ]
+        held = CLOSED
+        if c.kind == "drop":  # lets go on the way to the socket
+            right_keys.append(pose(c.drop_step, peg + 1.5 * up, turned, OPEN))
+            held = OPEN
+        inserted = meet + x * (touch - c.insert_depth)
+        right_keys += [
+            pose(c.align_step, meet + x * (touch + c.insert_standoff), level, held),
+            pose(c.hold_step, inserted, level, held),
+        ]
+        left_keys = [
+            pose(c.pregrasp_step, socket - square[0] * c.approach_distance, square, OPEN),
+            pose(c.grasp_step, socket, square, OPEN),
+            pose(c.close_step, socket, square, CLOSED),
+            pose(c.lift_step, socket + up, square, CLOSED),
+            pose(c.align_step, meet, square, CLOSED),
+            pose(c.hold_step, meet, square, CLOSED),
+        ]
+        return {"left": left_keys, "right": right_keys}
+
+
+EXPERTS = {"transfer_cube": (TransferCubeExpert, TransferCubeExpertConfig),
+           "insertion": (InsertionExpert, InsertionExpertConfig)}
+"""Task -> (scripted expert, its config)."""
+
+
+def make_expert(env: AlohaSimEnv, kind: str = "expert",
+                rng: np.random.Generator | None = None) -> ScriptedExpert:
+    """The scripted demonstrator of ``kind`` for the task ``env`` runs."""
+    expert_class, config_class = EXPERTS[env.config.task]
+    return expert_class(env, config_class(kind=kind), rng or np.random.default_rng())
 
 
 def _blend(start: GripperPose, end: GripperPose, fraction: float) -> GripperPose:

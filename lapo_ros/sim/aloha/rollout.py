@@ -1,6 +1,7 @@
-"""Run scripted demonstrators on the ALOHA transfer-cube scene and score them.
+"""Run scripted demonstrators on an ALOHA scene and score them.
 
-    PYTHONPATH=. python -m lapo_ros.sim.aloha.rollout --kind expert --episodes 10
+    PYTHONPATH=. python -m lapo_ros.sim.aloha.rollout --kind expert --episodes 10 \
+        [--task transfer_cube|insertion]
 
 prints each episode's highest reward stage (0..4) and the success rate.
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lapo_ros.sim.aloha.env import AlohaSimConfig, AlohaSimEnv, Observation
-from lapo_ros.sim.aloha.experts import EXPERT_KINDS, TransferCubeExpert, TransferCubeExpertConfig
+from lapo_ros.sim.aloha.experts import EXPERT_KINDS, EXPERTS, ScriptedExpert, make_expert
 
 
 @dataclass
@@ -29,7 +30,7 @@ class EpisodeOutcome:
     stages: list[int]  # the reward stage after each step
 
 
-def run_episode(env: AlohaSimEnv, expert: TransferCubeExpert, seed: int,
+def run_episode(env: AlohaSimEnv, expert: ScriptedExpert, seed: int,
                 observe: Callable[[Observation, np.ndarray], None] | None = None
                 ) -> EpisodeOutcome:
     """One episode from ``seed``; ``observe(obs, action)`` sees every step's input and action."""
@@ -49,18 +50,18 @@ def run_episode(env: AlohaSimEnv, expert: TransferCubeExpert, seed: int,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=EXPERTS, default="transfer_cube")
     parser.add_argument("--kind", choices=EXPERT_KINDS, default="expert")
     parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0, help="cube placement of episode 0")
+    parser.add_argument("--seed", type=int, default=0, help="object placement of episode 0")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
                         help="render the cameras too (time per step includes them)")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes must be >= 1, got {args.episodes}")
-    env = AlohaSimEnv(AlohaSimConfig(image_size=tuple(args.image_size) if args.image_size
-                                     else None))
-    expert = TransferCubeExpert(env, TransferCubeExpertConfig(kind=args.kind),
-                                np.random.default_rng(args.seed))
+    env = AlohaSimEnv(AlohaSimConfig(task=args.task, image_size=tuple(args.image_size)
+                                     if args.image_size else None))
+    expert = make_expert(env, args.kind, np.random.default_rng(args.seed))
     outcomes = []
     start = time.perf_counter()
     for seed in range(args.seed, args.seed + args.episodes):
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
               f"after {o.steps} steps", flush=True)
     wall = time.perf_counter() - start
     steps = sum(o.steps for o in outcomes)
-    print(f"{args.kind}: {sum(o.success for o in outcomes)}/{len(outcomes)} succeeded; "
+    print(f"{args.task} {args.kind}: {sum(o.success for o in outcomes)}/{len(outcomes)} succeeded; "
           f"{1000 * wall / steps:.1f} ms per step (planning included)")
 
 
