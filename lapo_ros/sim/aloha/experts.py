@@ -105,7 +105,7 @@ class InsertionExpertConfig:
     hold_step: int = 330  # the peg is pushed in from align_step to here, then held
     # the other kinds
     # noisy: std of the joint target noise (rad; normalised for grippers) and the grasp point
-    # error, uniform per axis (m): the peg enters with 8 mm to spare, so half of these succeed
+    # error, uniform per axis (m): the peg enters with 8 mm to spare; 33 of 50 succeed
     noise: float = 0.0075
     noisy_grasp_error: float = 0.005
     wrong_grasp_offset: float = 0.03  # wrong_grasp: closes this far beside the peg (m, y)
@@ -148,7 +148,8 @@ class ScriptedExpert:
 
     task: ClassVar[str]
 
-    def __init__(self, env: AlohaSimEnv, config, rng: np.random.Generator):
+    def __init__(self, env: AlohaSimEnv, config: TransferCubeExpertConfig | InsertionExpertConfig,
+                 rng: np.random.Generator):
         if env.config.task != self.task:
             raise ValueError(f"{type(self).__name__} needs the {self.task} task, "
                              f"got {env.config.task!r}")
