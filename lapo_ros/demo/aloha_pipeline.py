@@ -12,9 +12,8 @@
 6. print a table of success and highest reward stage per episode, and latency
 
 The defaults fit 2 CPU cores in under 30 minutes with small images and budget, where near-0
-closed-loop success is expected. At GPU scale (a real learning run) use e.g. ``--episodes
-50 --camera-size 240 320 --image-size 224 --train-steps 100000 --eval-episodes 50``.
-Requires the optional extra ``lapo_ros[aloha]``.
+closed-loop success is expected; ``GPU_SCALE`` (shown by ``--help``) is the command of a real
+learning run and its cost. Requires the optional extra ``lapo_ros[aloha]``.
 """
 
 from __future__ import annotations
@@ -45,6 +44,16 @@ from lapo_ros.sim.aloha.experts import EXPERTS, make_expert
 from lapo_ros.sim.aloha.rollout import run_episode
 
 EVAL_SEED = 10_000
+GPU_SCALE = """\
+At GPU scale (a real learning run):
+  python -m lapo_ros.demo.aloha_pipeline --episodes 50 --camera-size 240 320 \\
+      --image-size 224 --train-steps 100000 --eval-episodes 50
+Expected cost, from the parts measured on a 2-core CPU (BENCHMARKS.md): recording 50 x 400
+steps at 63 ms per three-camera render, about 21 min; the closed loop 2 x 50 episodes of 400
+steps at 10 Hz, 67 min; training 100000 steps each of LAPO and BC at batch 32, which needs
+the GPU: one 224 px LAPO step of batch 16 takes 8.8 s on a CPU core (10 days per 100000)
+and its GPU time is not measured yet: add 100000 x LAPO's GPU step time, and a third of
+that for BC (LAPO's step costs 3.4-3.8x BC's)."""
 
 
 @dataclass
@@ -175,7 +184,8 @@ def run(out: Path, settings: AlohaDemoSettings) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=GPU_SCALE,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo_aloha_output"),
                         help="output folder (replaced)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
