@@ -42,16 +42,38 @@ OPEN, CLOSED = 1.0, 0.0  # normalised gripper targets
 
 
 @dataclass
-class TransferCubeExpertConfig:
-    """Which demonstrator, the grasp geometry and the timeline (control steps at 50 Hz)."""
+class ScriptedExpertConfig:
+    """Which demonstrator and what every task's planning shares; subclasses add the grasp
+    geometry and the timeline (control steps at 50 Hz) and set the kinds' defaults."""
 
     kind: str = "expert"
+    ik_stride: int = 5  # steps between inverse-kinematics solutions
+    noise: float = 0.02  # noisy: std of the joint target noise (rad; normalised for grippers)
+    noisy_grasp_error: float = 0.02  # noisy: grasp point error, uniform per axis (m)
+    wrong_grasp_offset: float = 0.045  # wrong_grasp: closes this far beside the object (m, y)
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXPERT_KINDS:
+            raise ValueError(f"kind {self.kind!r} is not one of {', '.join(EXPERT_KINDS)}")
+        if self.ik_stride < 1:
+            raise ValueError(f"ik_stride must be >= 1, got {self.ik_stride}")
+
+    @staticmethod
+    def check_timeline(timeline: list[int]) -> None:
+        """Key steps that increase from 1."""
+        if any(b <= a for a, b in zip([0, *timeline], timeline, strict=False)):
+            raise ValueError(f"the timeline steps must increase, got {timeline}")
+
+
+@dataclass
+class TransferCubeExpertConfig(ScriptedExpertConfig):
+    """The transfer cube's grasp geometry and timeline."""
+
     pick_pitch_deg: float = 55.0  # right gripper's tilt below horizontal when picking
     grasp_depth: float = 0.01  # fingertip point beyond the cube's centre along the gripper (m)
     approach_distance: float = 0.08  # pre-grasp stand-off along the gripper axis (m)
     meet: tuple[float, float, float] = (0.0, 0.5, 0.25)  # cube centre at the hand-over (m)
     left_standoff: float = 0.1  # left gripper waits this far left of the hand-over (m)
-    ik_stride: int = 5  # steps between inverse-kinematics solutions
     # timeline: the step each key pose is reached
     pregrasp_step: int = 60
     grasp_step: int = 100
@@ -63,14 +85,11 @@ class TransferCubeExpertConfig:
     left_close_step: int = 290
     release_step: int = 315
     retreat_step: int = 360
-    # the other kinds
-    noise: float = 0.02  # noisy: std of the joint target noise (rad; normalised for grippers)
-    noisy_grasp_error: float = 0.02  # noisy: grasp point error, uniform per axis (m)
-    wrong_grasp_offset: float = 0.045  # wrong_grasp: closes this far beside the cube (m, y)
     drop_step: int = 205  # drop: the right gripper opens at this step (lift_step..meet_step)
 
     def __post_init__(self) -> None:
-        check_kind_and_timeline(self.kind, self.ik_stride, [
+        super().__post_init__()
+        self.check_timeline([
             self.pregrasp_step, self.grasp_step, self.close_step, self.lift_step,
             self.meet_step, self.left_grasp_step, self.left_close_step, self.release_step,
             self.retreat_step])
@@ -85,17 +104,15 @@ class TransferCubeExpertConfig:
 
 
 @dataclass
-class InsertionExpertConfig:
-    """Which demonstrator, the grasp geometry and the timeline (control steps at 50 Hz)."""
+class InsertionExpertConfig(ScriptedExpertConfig):
+    """The insertion's grasp geometry and timeline."""
 
-    kind: str = "expert"
     pick_pitch_deg: float = 70.0  # both grippers' tilt below horizontal
     approach_distance: float = 0.08  # pre-grasp stand-off along the gripper axis (m)
     lift_height: float = 0.08  # both objects rise this far above where they rest (m)
     meet: tuple[float, float, float] = (0.0, 0.5, 0.25)  # socket centre during insertion (m)
     insert_standoff: float = 0.1  # the peg lines up this far short of the pin (m, x)
     insert_depth: float = 0.015  # and is pushed this far past touching it (m)
-    ik_stride: int = 5  # steps between inverse-kinematics solutions
     # timeline: the step each key pose is reached
     pregrasp_step: int = 60
     grasp_step: int = 100
@@ -103,31 +120,22 @@ class InsertionExpertConfig:
     lift_step: int = 150
     align_step: int = 210
     hold_step: int = 330  # the peg is pushed in from align_step to here, then held
-    # the other kinds
-    # noisy: std of the joint target noise (rad; normalised for grippers) and the grasp point
-    # error, uniform per axis (m): the peg enters with 8 mm to spare; 33 of 50 succeed
+    # the other kinds: the peg enters the socket with 8 mm to spare, so noisy's joint noise
+    # and grasp error are smaller than the transfer cube's (33 of 50 succeed)
     noise: float = 0.0075
     noisy_grasp_error: float = 0.005
-    wrong_grasp_offset: float = 0.03  # wrong_grasp: closes this far beside the peg (m, y)
+    wrong_grasp_offset: float = 0.03
     drop_step: int = 180  # drop: the right gripper opens at this step (lift..align)
 
     def __post_init__(self) -> None:
-        check_kind_and_timeline(self.kind, self.ik_stride, [
+        super().__post_init__()
+        self.check_timeline([
             self.pregrasp_step, self.grasp_step, self.close_step, self.lift_step,
             self.align_step, self.hold_step])
         if not self.lift_step < self.drop_step < self.align_step:
             raise ValueError(f"drop_step must lie between lift_step {self.lift_step} and "
                              f"align_step {self.align_step}, got {self.drop_step}")
 
-
-def check_kind_and_timeline(kind: str, ik_stride: int, timeline: list[int]) -> None:
-    """A known demonstrator kind, ``ik_stride`` >= 1 and increasing key steps from 1."""
-    if kind not in EXPERT_KINDS:
-        raise ValueError(f"kind {kind!r} is not one of {', '.join(EXPERT_KINDS)}")
-    if ik_stride < 1:
-        raise ValueError(f"ik_stride must be >= 1, got {ik_stride}")
-    if any(b <= a for a, b in zip([0, *timeline], timeline, strict=False)):
-        raise ValueError(f"the timeline steps must increase, got {timeline}")
 
 
 @dataclass(frozen=True)
@@ -148,7 +156,7 @@ class ScriptedExpert:
 
     task: ClassVar[str]
 
-    def __init__(self, env: AlohaSimEnv, config: TransferCubeExpertConfig | InsertionExpertConfig,
+    def __init__(self, env: AlohaSimEnv, config: ScriptedExpertConfig,
                  rng: np.random.Generator):
         if env.config.task != self.task:
             raise ValueError(f"{type(self).__name__} needs the {self.task} task, "
@@ -174,6 +182,13 @@ class ScriptedExpert:
 
     def key_poses(self) -> dict[str, list[KeyPose]]:
         raise NotImplementedError
+
+    def rest_position(self, joint: str, bottom_geom: str) -> np.ndarray:
+        """Where a free object rests: its placed x, y; z where ``bottom_geom`` meets the table."""
+        model = self.env.physics.named.model
+        position = self.env.physics.named.data.qpos[joint][:3].copy()
+        position[2] = model.geom_size[bottom_geom][2] - model.geom_pos[bottom_geom][2]
+        return position
 
     def _grasp_error(self) -> np.ndarray:
         """Where the right gripper closes relative to the object: beside it for
@@ -213,17 +228,10 @@ class TransferCubeExpert(ScriptedExpert):
 
     task = "transfer_cube"
 
-    def cube_position(self) -> np.ndarray:
-        """Where the cube rests: its placed x, y on the table, z at its half height."""
-        physics = self.env.physics
-        position = physics.named.data.qpos["red_box_joint"][:3].copy()
-        position[2] = physics.named.model.geom_size["red_box"][2]
-        return position
-
     def key_poses(self) -> dict[str, list[KeyPose]]:
         """Each arm's key poses for the cube where it rests."""
         c = self.config
-        cube = self.cube_position()
+        cube = self.rest_position("red_box_joint", "red_box")
         physics = self.env.physics
         pitch = np.radians(c.pick_pitch_deg)
         down = np.array([-np.cos(pitch), 0.0, -np.sin(pitch)])  # right gripper, picking
@@ -270,13 +278,6 @@ class InsertionExpert(ScriptedExpert):
 
     task = "insertion"
 
-    def rest_position(self, joint: str, bottom_geom: str) -> np.ndarray:
-        """Where a free object rests: its placed x, y; z where ``bottom_geom`` meets the table."""
-        model = self.env.physics.named.model
-        position = self.env.physics.named.data.qpos[joint][:3].copy()
-        position[2] = model.geom_size[bottom_geom][2] - model.geom_pos[bottom_geom][2]
-        return position
-
     def tilted(self, heading: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(pointing, closing) of a gripper heading along ``heading`` (xy), tilted down."""
         pitch = np.radians(self.config.pick_pitch_deg)
@@ -293,8 +294,8 @@ class InsertionExpert(ScriptedExpert):
         socket = self.rest_position("blue_socket_joint", "socket-1")
         meet = np.asarray(c.meet, dtype=float)
         # the peg's end touches the pin with its centre this far right of the socket's
-        touch = physics.named.model.geom_size["pin"][0] + physics.named.model.geom_size[
-            "red_peg"][0]
+        size = physics.named.model.geom_size
+        touch = size["pin"][0] + size["red_peg"][0]
         shoulder = physics.named.data.xpos["vx300s_right/shoulder_link"]
         turned = self.tilted(peg - shoulder)  # towards the shoulder: the peg squares up
         level = self.tilted(-x)  # the peg along x, pointing at the socket
@@ -334,11 +335,10 @@ EXPERTS = {"transfer_cube": (TransferCubeExpert, TransferCubeExpertConfig),
 """Task -> (scripted expert, its config)."""
 
 
-def make_expert(env: AlohaSimEnv, kind: str = "expert",
-                rng: np.random.Generator | None = None) -> ScriptedExpert:
+def make_expert(env: AlohaSimEnv, kind: str, rng: np.random.Generator) -> ScriptedExpert:
     """The scripted demonstrator of ``kind`` for the task ``env`` runs."""
     expert_class, config_class = EXPERTS[env.config.task]
-    return expert_class(env, config_class(kind=kind), rng or np.random.default_rng())
+    return expert_class(env, config_class(kind=kind), rng)
 
 
 def _blend(start: GripperPose, end: GripperPose, fraction: float) -> GripperPose:
