@@ -36,9 +36,11 @@ $(STAMP): requirements.txt
 demo: setup
 	$(BIN)/python -m lapo_ros.demo.pipeline --out demo_output
 
-# The same chain on gym-aloha's transfer-cube scene (the [aloha] extra), into demo_aloha_output.
+# The same chain on a gym-aloha scene (the [aloha] extra), into demo_aloha_output:
+# TASK=transfer_cube (default) or TASK=insertion.
+TASK ?= transfer_cube
 demo-aloha: setup
-	$(BIN)/python -m lapo_ros.demo.aloha_pipeline --out demo_aloha_output
+	$(BIN)/python -m lapo_ros.demo.aloha_pipeline --task $(TASK) --out demo_aloha_output
 
 lint: setup
 	$(BIN)/ruff check .

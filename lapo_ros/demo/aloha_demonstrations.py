@@ -42,6 +42,15 @@ class AlohaDemoConfig:
     seed: int = 0  # episode i places the objects from seed ``seed + i``
     sim: AlohaSimConfig = field(default_factory=AlohaSimConfig)
 
+    @classmethod
+    def mixed(cls, episodes: int, seed: int, sim: AlohaSimConfig) -> AlohaDemoConfig:
+        """``episodes`` demonstrations in the demo's mix: 40% expert, 20% each noisy,
+        wrong grasp and drop (rounding goes to the expert)."""
+        share = {"expert": 0.4, "noisy": 0.2, "wrong_grasp": 0.2, "drop": 0.2}
+        counts = {kind: int(round(episodes * s)) for kind, s in share.items()}
+        counts["expert"] += episodes - sum(counts.values())
+        return cls(counts=counts, seed=seed, sim=sim)
+
     def kinds(self) -> list[str]:
         """Demonstrator kind of each episode, in a seeded random order."""
         unknown = sorted(set(self.counts) - set(EXPERT_KINDS))
@@ -134,12 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes must be >= 1, got {args.episodes}")
-    share = {"expert": 0.4, "noisy": 0.2, "wrong_grasp": 0.2, "drop": 0.2}
-    counts = {kind: int(round(args.episodes * s)) for kind, s in share.items()}
-    counts["expert"] += args.episodes - sum(counts.values())
-    config = AlohaDemoConfig(counts=counts, seed=args.seed,
-                             sim=AlohaSimConfig(task=args.task,
-                                                image_size=tuple(args.image_size)))
+    config = AlohaDemoConfig.mixed(args.episodes, args.seed, AlohaSimConfig(
+        task=args.task, image_size=tuple(args.image_size)))
     recorded = record_aloha_bags(args.out, config, progress=lambda e: print(
         f"seed {e.seed} {e.kind}: {'success' if e.success else 'failure'}, highest stage "
         f"{int(e.reward.max())}, {len(e.reward)} steps", flush=True))

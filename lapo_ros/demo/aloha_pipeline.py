@@ -82,10 +82,7 @@ class AlohaDemoSettings:
                               max_steps=self.max_steps)
 
     def demo_config(self) -> AlohaDemoConfig:
-        share = {"expert": 0.4, "noisy": 0.2, "wrong_grasp": 0.2, "drop": 0.2}
-        counts = {kind: int(round(self.episodes * s)) for kind, s in share.items()}
-        counts["expert"] += self.episodes - sum(counts.values())
-        return AlohaDemoConfig(counts=counts, seed=self.seed, sim=self.sim())
+        return AlohaDemoConfig.mixed(self.episodes, self.seed, self.sim())
 
 
 def expert_reference(sim: AlohaSimConfig, episodes: int, seed: int) -> float:
