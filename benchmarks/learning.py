@@ -25,6 +25,7 @@ per ``--chunk-executions`` mode (default: temporal ensemble and open loop).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -65,35 +66,38 @@ def make_dataset(path: Path, fractions: dict[str, float], episodes: int, sim: Si
     return float(np.mean([e.success for e in recorded])), [e.kind for e in recorded]
 
 
-def advantages_by_kind(agent, data: Path, kinds: list[str], first_steps: int = 5,
+def advantages_by_kind(agent, parts, kinds: list[str], first_steps: int = 5,
                        batch_size: int = 256) -> dict[str, dict[str, float]]:
-    """LAPO's one-step advantage and V(s) over every transition of ``data`` (held-out
-    episodes included), averaged per demonstrator kind: over all steps and over each
-    episode's first ``first_steps`` (where the demonstrators part ways) and on its first
-    step alone (where they all start alike: ``advantage_scope`` "episode" weighs a whole
-    episode by that step's sign); and the share of its episodes whose mean advantage is
-    positive."""
+    """LAPO's one-step advantage and V(s) over every transition of the trainer's ``parts``
+    (its training and held-out buffers: each transition is read with the episode index the
+    update gave it, so from its held-out critic fold), averaged per demonstrator kind: over
+    all steps and over each episode's first ``first_steps`` (where the demonstrators part
+    ways) and on its first step alone (where they all start alike: ``advantage_scope``
+    "episode" weighs a whole episode by that step's sign); and the share of its episodes
+    whose mean advantage is positive."""
     import torch
 
-    from lapo_ros.lapo.data.buffer import MultimodalReplayBuffer, raw_to_batch
+    from lapo_ros.lapo.data.buffer import raw_to_batch
 
-    buffer = MultimodalReplayBuffer(image_size=agent.config.image_size, device="cpu")
-    buffer.load_from_hdf5(str(data))
-    sampler = buffer.sampler(discount=agent.return_discount)
-    table = sampler.table
-    kind = np.asarray(kinds)[table.episode]
-    step = table.step
-    advantage, value = [], []
-    for start in range(0, len(table), batch_size):
-        rows = np.arange(start, min(start + batch_size, len(table)))
-        raw = sampler.fill(rows, sampler.allocate(len(rows)))
-        a, v = agent.evaluate_advantages(raw_to_batch(raw, torch.device("cpu"), sampler.layout))
-        advantage.append(a.squeeze(1).cpu().numpy())
-        value.append(v.squeeze(1).cpu().numpy())
+    kind, step, episode, advantage, value = [], [], [], [], []
+    for part in parts:
+        sampler = part.sampler(discount=agent.return_discount)
+        table = sampler.table
+        parent = np.asarray(part.parent_episode_indices)[table.episode]
+        kind.append(np.asarray(kinds)[parent])
+        step.append(table.step)
+        episode.append(parent)
+        for start in range(0, len(table), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(table)))
+            raw = sampler.fill(rows, sampler.allocate(len(rows)))
+            a, v = agent.evaluate_advantages(raw_to_batch(raw, torch.device("cpu"),
+                                                          sampler.layout))
+            advantage.append(a.squeeze(1).cpu().numpy())
+            value.append(v.squeeze(1).cpu().numpy())
+    kind, step, episode = np.concatenate(kind), np.concatenate(step), np.concatenate(episode)
     advantage, value = np.concatenate(advantage), np.concatenate(value)
-    episode_mean = (np.bincount(table.episode, weights=advantage)
-                    / np.maximum(np.bincount(table.episode), 1))
-    episode_kind = np.asarray(kinds)[:len(episode_mean)]
+    episode_mean = (np.bincount(episode, weights=advantage, minlength=len(kinds))
+                    / np.maximum(np.bincount(episode, minlength=len(kinds)), 1))
     result = {}
     for name in sorted(set(kinds)):
         every, first = kind == name, (kind == name) & (step < first_steps)
@@ -103,20 +107,60 @@ def advantages_by_kind(agent, data: Path, kinds: list[str], first_steps: int = 5
                         "first_positive": float((advantage[first] > 0).mean()),
                         "first_value": float(value[first].mean()),
                         "start_positive": float((advantage[first & (step == 0)] > 0).mean()),
-                        "episode_positive": float((episode_mean[episode_kind == name] > 0).mean())}
+                        "episode_positive": float(
+                            (episode_mean[np.asarray(kinds) == name] > 0).mean())}
     return result
+
+
+@contextlib.contextmanager
+def vae_weight_log():
+    """Record every LAPO update's (update index, episode, VAE weight) rows while open."""
+    from lapo_ros.lapo.algorithms.lapo import MultimodalLatent
+
+    log: list[tuple[int, np.ndarray, np.ndarray]] = []
+    update = MultimodalLatent.update
+
+    def logged(agent, batch):
+        record = update(agent, batch)
+        if batch.episode is not None:
+            log.append((agent.total_it - 1, batch.episode.cpu().numpy(),
+                        record.advantages.weight[:, 0].cpu().numpy()))
+        return record
+
+    MultimodalLatent.update = logged
+    try:
+        yield log
+    finally:
+        MultimodalLatent.update = update
+
+
+def weight_shares(log, parent_episodes: list[int], kinds: list[str], steps: int,
+                  phases: int = 4) -> dict[str, list[float]]:
+    """Each demonstrator kind's share of the VAE's total weight in each quarter of training
+    (from ``vae_weight_log``; batches index the trainer's training split)."""
+    kind_of = np.asarray(kinds)[np.asarray(parent_episodes)]
+    shares = {name: [] for name in sorted(set(kinds))}
+    for phase in range(phases):
+        low, high = phase * steps / phases, (phase + 1) * steps / phases
+        rows = [(kind_of[e], w) for it, e, w in log if low <= it < high]
+        kind = np.concatenate([k for k, _ in rows]) if rows else np.array([], dtype=str)
+        weight = np.concatenate([w for _, w in rows]) if rows else np.zeros(0)
+        for name in shares:
+            shares[name].append(float(weight[kind == name].sum() / max(weight.sum(), 1e-12)))
+    return shares
 
 
 def train_agent(algo: str, data: Path, run_dir: Path, config: Path, overrides: dict):
     """Train through the product's trainer (``training/train.py``'s code path) with ``config``
-    and the benchmark's ``overrides``; the trained agent (as written to last.pt)."""
+    and the benchmark's ``overrides``; the trainer after its run (its agent as written to
+    last.pt, its training and held-out buffers)."""
     from lapo_ros.lapo.training.config import load_train_config
     from lapo_ros.lapo.training.trainer import Trainer
 
     trainer = Trainer(load_train_config(config, {**overrides, "algo": algo,
                                                  "data": [str(data)], "out": str(run_dir)}))
     trainer.run()
-    return trainer.agent
+    return trainer
 
 
 def prior_mean_policy(agent):
@@ -227,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithms", nargs="+", choices=["bc", "lapo"],
                         default=["bc", "lapo"], help="algorithms to run (default both)")
     parser.add_argument("--advantages", action="store_true",
-                        help="add a table of each LAPO's one-step advantages per demonstrator "
-                        "kind (the VAE's weights: expectile where positive)")
+                        help="add tables of each LAPO's advantages per demonstrator kind after "
+                        "training and of each kind's share of the VAE's weight during it")
     parser.add_argument("--chunk-size", type=int, default=None,
                         help="train LAPO and BC on action chunks of this many steps (both "
                         "agents' chunk_size; default: the config's)")
@@ -279,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         ["data", "demonstrator", "mean advantage", "advantage > 0", "first 5 steps: mean "
          "advantage", "first 5 steps: advantage > 0", "first 5 steps: V(s)",
          "first step: advantage > 0", "episodes with mean advantage > 0"])
+    by_phase = Table(
+        "Share of the VAE's weight per demonstrator kind during LAPO's training (per seed)",
+        ["data", "demonstrator", *(f"updates {q * 25}-{(q + 1) * 25}%" for q in range(4))])
     means: dict[tuple, float] = {}  # (data, algo[, execution]) -> mean success
     executions = args.chunk_executions
     started = time.perf_counter()
@@ -290,12 +337,14 @@ def main(argv: list[str] | None = None) -> int:
             rows = {}
             for algo in args.algorithms:
                 scores, seconds, blues, distances = {}, [], {}, {}
-                diagnosed, priors = [], []
+                diagnosed, priors, shares = [], [], []
                 for seed in range(args.first_seed, args.first_seed + sizes["seeds"]):
                     begin = time.perf_counter()
-                    agent = train_agent(algo, data, Path(tmp) / f"{name}_{algo}_{seed}",
-                                        args.config, {**overrides, "seed": seed})
+                    with vae_weight_log() as log:
+                        trainer = train_agent(algo, data, Path(tmp) / f"{name}_{algo}_{seed}",
+                                              args.config, {**overrides, "seed": seed})
                     seconds.append(time.perf_counter() - begin)
+                    agent = trainer.agent
                     for mode in executions if agent.chunk_size > 1 else executions[:1]:
                         success, blue, distance = closed_loop_success(
                             agent, sim, sizes["eval_episodes"], execution=mode)
@@ -306,7 +355,12 @@ def main(argv: list[str] | None = None) -> int:
                               f"touched blue {blue:.0%}, final distance {distance:.1f} cm "
                               f"({seconds[-1]:.0f} s)", file=sys.stderr, flush=True)
                     if algo == "lapo" and args.advantages:
-                        diagnosed.append(advantages_by_kind(agent, data, kinds))
+                        diagnosed.append(advantages_by_kind(
+                            agent, (trainer.train_data, trainer.val_data), kinds))
+                        if log:
+                            shares.append(weight_shares(
+                                log, trainer.train_data.parent_episode_indices, kinds,
+                                sizes["steps"]))
                     if algo == "lapo" and args.prior_mean:
                         priors.append(closed_loop_success(agent, sim, sizes["eval_episodes"],
                                                           prior_mean_policy(agent))[0])
@@ -325,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
                                     f"{mean['first_positive']:.0%}", f"{mean['first_value']:+.2f}",
                                     f"{mean['start_positive']:.0%}",
                                     f"{mean['episode_positive']:.0%}")
+                for kind in sorted(set(kinds)) if shares else []:
+                    by_phase.add_row(name, kind, *(
+                        " / ".join(f"{run[kind][phase]:.0%}" for run in shares)
+                        for phase in range(4)))
             for (algo, mode), (chunk_size, scores, blue, distance, seconds, priors) in sorted(
                     rows.items(), key=lambda item: (item[0][0] != "bc", item[0][1])):
                 success = means[name, algo, mode]
@@ -362,7 +420,10 @@ def main(argv: list[str] | None = None) -> int:
                      "positive and by 1 - expectile elsewhere; separating kinds needs the sign "
                      "to follow the kind. V(s) far apart on the first steps of episodes that "
                      "start alike means the critic tells the demonstrator from the state."]
-    emit([table, by_kind] if args.advantages else [table], args.out)
+    by_phase.notes = ["Each batch's VAE weights summed per demonstrator kind of their "
+                      "episodes, over each quarter of the updates; the wrong kind's share is "
+                      "what the VAE learns of the wrong demonstrations (oracle weights: 0%)."]
+    emit([table, by_kind, by_phase] if args.advantages else [table], args.out)
     return 0
 
 

@@ -359,7 +359,7 @@ def test_learning_ablation_overrides_one_lapo_setting_and_names_it(tmp_path):
                            "--out", str(out))
     assert completed.returncode == 0, completed.stderr
     assert "LAPO changed by --lapo-set: {'encoder_action_weight': 0}" in out.read_text()
-    success, by_kind = markdown_tables(out.read_text()).values()
+    success, by_kind, by_phase = markdown_tables(out.read_text()).values()
     (row,) = success[1:]
     assert row[success[0].index("LAPO decoder at z = 0")] in {"0%", "50%", "100%"}
     header, body = by_kind[0], by_kind[1:]
@@ -368,6 +368,10 @@ def test_learning_ablation_overrides_one_lapo_setting_and_names_it(tmp_path):
     for row in body:
         assert re.fullmatch(r"[+-]\d\.\d{3}", row[header.index("mean advantage")]), row
         assert re.fullmatch(r"\d+%", row[header.index("advantage > 0")]), row
+    assert [row[:2] for row in by_phase[1:]] == [row[:2] for row in body]
+    for phase in range(2, 6):  # the kinds' shares of one quarter's weight: 100% or none
+        total = sum(int(row[phase].rstrip("%")) for row in by_phase[1:])
+        assert total in {0, 99, 100, 101}, by_phase
     for bad, named in (("encoder_action_weigth=0", "encoder_action_weigth"),
                        ("encoder_action_weight=-1", "encoder_action_weight"), ("novalue", "KEY")):
         completed = run_script(BENCHMARKS / "learning.py", "--quick", "--lapo-set", bad)
