@@ -111,27 +111,6 @@ def test_the_return_estimate_takes_the_recorded_return_minus_a_baseline_where_it
                                torch.where(expected > 0, expectile, 1 - expectile))
 
 
-@pytest.mark.parametrize("cross_fit", [True, False])
-def test_the_vae_trains_the_policy_encoder_only_on_the_episodes_pair_0_does_not_score(
-        cross_fit):
-    data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=5)
-    batch = data.sample(16)
-    batch.episode = torch.arange(16)
-    held_out = episode_fold(batch.episode, 2) == 0  # scored by pair 0 (the policy encoder)
-    changed = copy.deepcopy(batch)
-    changed.action[held_out] += 1.0  # only fold 0's demonstrators act differently
-    agents = [MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
-                               **lapo(critic_folds=2, vae_encoder_gradient=True,
-                                      cross_fit_vae_gradient=cross_fit)) for _ in range(2)]
-    for agent, b in zip(agents, (batch, changed), strict=True):
-        agent.update(b)
-    encoders = [list(agent.obs_encoder.parameters()) for agent in agents]
-    same = all(torch.equal(mine, theirs) for mine, theirs in zip(*encoders, strict=True))
-    assert same == cross_fit  # off: fold 0's actions reach pair 0's encoder through the VAE
-    assert any(not torch.equal(mine, theirs) for mine, theirs in zip(  # the VAE learns them
-        agents[0].actor_vae.parameters(), agents[1].actor_vae.parameters(), strict=True))
-
-
 def test_episode_folds_are_fixed_balanced_in_blocks_and_do_not_follow_the_recording_order():
     episodes = torch.arange(400)
     folds = episode_fold(episodes, 2)

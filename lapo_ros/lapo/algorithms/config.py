@@ -165,12 +165,6 @@ class LAPOConfig(AgentConfig):
     # one more encoder pass per update; LAPO has no encoder). With success-only weights it
     # lifts the sim from 42% to 94% (BENCHMARKS.md, "what limits the default")
     vae_encoder_gradient: bool = True
-    # With critic_folds > 1, that gradient comes only from the episodes outside fold 0:
-    # pair 0's encoder is the policy's, and a VAE gradient from the episodes pair 0 scores
-    # would let it learn them (a wrong demonstration once weighted is then held up by its
-    # own features). Off, the wrong share of the VAE's weight climbs to 20% in the second
-    # half of training, nearly all of it fold 0's episodes (BENCHMARKS.md, learning)
-    cross_fit_vae_gradient: bool = False
     # optimisers
     critic_lr: float = 2e-4  # critic + observation encoder
     actor_vae_lr: float = 2e-4

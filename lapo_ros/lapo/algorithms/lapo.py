@@ -31,8 +31,7 @@ and V_b a critic head regressed on it, the demonstrators' expected return, fitte
 ``return_to_go``), one weight
 sign per demonstration (``advantage_scope="episode"``: its first step's advantage,
 ``EpisodeAdvantage``; batches then carry ``episode`` and ``step``), expectile 1.0, and the
-VAE's loss training the encoder (``vae_encoder_gradient``: step 3 on f, not detached;
-with ``cross_fit_vae_gradient`` only from the episodes outside fold 0, which pair 0 scores);
+VAE's loss training the encoder (``vae_encoder_gradient``: step 3 on f, not detached);
 opt-in, DrQ's random shift of the training images (``random_shift``). LAPO's own choices
 are one setting each (1, "one_step", "step", 0.9, false); BENCHMARKS.md (learning)
 measures each. With ``chunk_size`` h > 1 (action chunks, ours too) the VAE, decoder,
@@ -498,9 +497,6 @@ class MultimodalLatent(OfflineAgent):
         if self.config.vae_encoder_gradient:  # a live feature: the VAE step trains the encoder
             with self._autocast():
                 vae_feature = self.obs_encoder(x.image, x.joint)
-            if self.config.cross_fit_vae_gradient and x.fold is not None:
-                scored_by_pair_0 = (x.fold == 0).reshape(-1, 1)
-                vae_feature = torch.where(scored_by_pair_0, vae_feature.detach(), vae_feature)
         vae = self.vae_step(vae_feature, x.action, advantages.weight)
         actor = self.actor_step(critic, x.fold)
         self.sync_targets()
