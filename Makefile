@@ -5,6 +5,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements-installed
+# CPU rendering for the ALOHA sim (MuJoCo through Mesa): EGL by default, OSMesa as the fallback
+RENDER_PACKAGES := libegl1 libgl1-mesa-dri libosmesa6
 
 # ROS 2 traffic stays on this machine; logs go to a temporary folder.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
@@ -17,15 +19,20 @@ export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_
 .PHONY: setup demo demo-aloha test lint build benchmarks clean
 
 # Fresh Python 3.11 machine -> venv with pinned torch, ROS 2 wheels, onnxruntime-gpu, colcon,
-# the [aloha] extra (gym-aloha's MuJoCo scenes; they render with the system's EGL/Mesa);
+# the [aloha] extra (gym-aloha's MuJoCo scenes; they render with the system's EGL/Mesa, whose
+# Debian packages setup installs when it runs as root with apt-get);
 # then the package itself (console scripts + share/lapo_ros), its executables linked into
 # lib/lapo_ros where `ros2 run`/`ros2 launch` look. Idempotent and quick on re-runs.
 setup: $(STAMP)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation .
 	$(BIN)/python tools/link_ros_executables.py lapo_ros
-	@/sbin/ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1 ' || echo "note: no libEGL.so.1:" \
-	  "the ALOHA sim (aloha_sim_node) cannot render; Debian/Ubuntu: apt-get install libegl1" \
-	  "libgl1-mesa-dri (or libosmesa6 and MUJOCO_GL=osmesa)"
+	@if ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1 ' || \
+	    ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libOSMesa.so'; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    timeout 600 apt-get install -y -q --no-install-recommends $(RENDER_PACKAGES) \
+	      >/dev/null 2>&1 || echo "note: apt-get install $(RENDER_PACKAGES) failed"; \
+	  else echo "note: the ALOHA sim renders with Debian's $(RENDER_PACKAGES) (EGL;" \
+	    "libosmesa6 for MUJOCO_GL=osmesa): apt-get install them as root"; fi; fi
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -186,6 +186,42 @@ def test_torch_can_be_imported_after_the_sim_has_rendered():
     assert "torch.Size([1, 1000])" in result.stdout
 
 
+@pytest.mark.parametrize("backend", ["egl", "osmesa"])
+def test_each_cpu_renderer_draws_the_scene_and_exits_cleanly(backend, tmp_path):
+    """MUJOCO_GL=egl (the default) and osmesa, each in a fresh process: the three cameras as
+    the other backend draws them, and no traceback at exit (the env frees its contexts)."""
+    import ctypes.util
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    library = {"egl": "EGL", "osmesa": "OSMesa"}[backend]
+    if ctypes.util.find_library(library) is None:
+        pytest.skip(f"no lib{library} (Debian: libegl1 / libosmesa6; make setup installs "
+                    f"them where it runs as root with apt-get)")
+    code = ("import sys, numpy as np\n"
+            "from lapo_ros.sim.aloha.env import AlohaSimConfig, AlohaSimEnv\n"
+            "with AlohaSimEnv(AlohaSimConfig(image_size=(48, 64))) as env:\n"
+            "    obs, _ = env.reset(3)\n"
+            "    np.savez(sys.argv[1], **{k: obs[k] for k in ('left', 'right', 'global')})\n")
+    out = tmp_path / f"{backend}.npz"
+    result = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True,
+                            text=True, timeout=300, cwd=Path(__file__).resolve().parents[1],
+                            env={**{k: v for k, v in os.environ.items()
+                                    if k != "PYOPENGL_PLATFORM"},  # this process set egl
+                                 "MUJOCO_GL": backend})
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    images = np.load(out)
+    with AlohaSimEnv(AlohaSimConfig(image_size=(48, 64))) as here:  # this process: egl
+        reference, _ = here.reset(3)
+    for camera in ("left", "right", "global"):
+        assert images[camera].shape == (48, 64, 3)
+        difference = np.abs(images[camera].astype(int) - reference[camera].astype(int))
+        assert difference.mean() < 2.0, (camera, difference.mean())
+    assert red_pixels(images["global"]) > 0  # the cube is in view
+
+
 @pytest.mark.parametrize("seed", [0, 16])
 def test_the_insertion_expert_pushes_the_peg_into_the_socket(seed):
     env = AlohaSimEnv(AlohaSimConfig(task="insertion", image_size=None))

@@ -93,21 +93,21 @@ def record_aloha_bags(out_dir: str | os.PathLike, config: AlohaDemoConfig, *,
     ``bag_to_hdf5.yaml``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = AlohaSimEnv(config.sim)
     bags, kinds, successes, steps = [], [], [], 0
-    for index, kind in enumerate(config.kinds()):
-        bag = out_dir / f"demo_{index:03d}_{kind}"
-        if bag.exists():
-            raise FileExistsError(f"{bag}: bag folder exists; record into an empty folder")
-        episode = record_aloha_episode(env, kind, config.seed + index)
-        write_episode_bag(bag, episode, RATE_HZ, storage=storage, joint_names=JOINT_NAMES,
-                          start_ns=START_NS + index * 1_000_000_000_000)
-        bags.append(bag)
-        kinds.append(kind)
-        successes.append(episode.success)
-        steps += len(episode.reward)
-        if progress is not None:
-            progress(episode)
+    with AlohaSimEnv(config.sim) as env:
+        for index, kind in enumerate(config.kinds()):
+            bag = out_dir / f"demo_{index:03d}_{kind}"
+            if bag.exists():
+                raise FileExistsError(f"{bag}: bag folder exists; record into an empty folder")
+            episode = record_aloha_episode(env, kind, config.seed + index)
+            write_episode_bag(bag, episode, RATE_HZ, storage=storage, joint_names=JOINT_NAMES,
+                              start_ns=START_NS + index * 1_000_000_000_000)
+            bags.append(bag)
+            kinds.append(kind)
+            successes.append(episode.success)
+            steps += len(episode.reward)
+            if progress is not None:
+                progress(episode)
     labels_file = out_dir / "labels.yaml"
     labels_file.write_text(yaml.safe_dump(
         {bag.name: ok for bag, ok in zip(bags, successes, strict=True)}, sort_keys=True))

@@ -87,10 +87,11 @@ class AlohaDemoSettings:
 
 def expert_reference(sim: AlohaSimConfig, episodes: int, seed: int) -> float:
     """The scripted expert's success rate on the evaluation placements (in process)."""
-    env = AlohaSimEnv(AlohaSimConfig(task=sim.task, image_size=None, max_steps=sim.max_steps))
-    expert = make_expert(env, "expert", np.random.default_rng(seed))
-    return float(np.mean([run_episode(env, expert, seed + i).success
-                          for i in range(episodes)]))
+    with AlohaSimEnv(AlohaSimConfig(task=sim.task, image_size=None,
+                                    max_steps=sim.max_steps)) as env:
+        expert = make_expert(env, "expert", np.random.default_rng(seed))
+        return float(np.mean([run_episode(env, expert, seed + i).success
+                              for i in range(episodes)]))
 
 
 def result_row(name: str, result: AlohaClosedLoopResult) -> dict:

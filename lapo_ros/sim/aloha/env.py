@@ -73,6 +73,21 @@ class AlohaSimEnv:
         self.stage = 0
         self.max_stage = 0
         self._done = True
+        self._closed = False
+
+    def close(self) -> None:
+        """Free the renderer's contexts now; the environment is unusable afterwards. Left to
+        dm_control's exit hook, under OSMesa the freeing runs after Python has stopped its
+        render thread and prints a traceback at every exit."""
+        if not self._closed:
+            self._closed = True
+            self.physics.free()
+
+    def __enter__(self) -> AlohaSimEnv:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def reset(self, seed: int | None = None) -> tuple[Observation, dict[str, Any]]:
         """ACT's start pose; the object(s) placed by gym-aloha's sampler from ``seed``."""

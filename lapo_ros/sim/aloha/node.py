@@ -70,6 +70,10 @@ class AlohaSimNode(Node):
         self.start_episode()
         self.create_timer(1.0 / rate_hz, self._tick)
 
+    def destroy_node(self) -> None:
+        self.env.close()
+        super().destroy_node()
+
     def start_episode(self) -> None:
         """ACT's start pose and the cube placement of seed ``seed + len(results)``."""
         self._episode_seed = self.seed + len(self.results)

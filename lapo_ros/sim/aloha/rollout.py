@@ -59,17 +59,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes must be >= 1, got {args.episodes}")
-    env = AlohaSimEnv(AlohaSimConfig(task=args.task, image_size=tuple(args.image_size)
-                                     if args.image_size else None))
-    expert = make_expert(env, args.kind, np.random.default_rng(args.seed))
     outcomes = []
-    start = time.perf_counter()
-    for seed in range(args.seed, args.seed + args.episodes):
-        outcomes.append(run_episode(env, expert, seed))
-        o = outcomes[-1]
-        print(f"seed {seed}: max stage {o.max_stage}, {'success' if o.success else 'failure'} "
-              f"after {o.steps} steps", flush=True)
-    wall = time.perf_counter() - start
+    with AlohaSimEnv(AlohaSimConfig(task=args.task, image_size=tuple(args.image_size)
+                                    if args.image_size else None)) as env:
+        expert = make_expert(env, args.kind, np.random.default_rng(args.seed))
+        start = time.perf_counter()
+        for seed in range(args.seed, args.seed + args.episodes):
+            outcomes.append(run_episode(env, expert, seed))
+            o = outcomes[-1]
+            print(f"seed {seed}: max stage {o.max_stage}, "
+                  f"{'success' if o.success else 'failure'} after {o.steps} steps", flush=True)
+        wall = time.perf_counter() - start
     steps = sum(o.steps for o in outcomes)
     print(f"{args.task} {args.kind}: {sum(o.success for o in outcomes)}/{len(outcomes)} succeeded; "
           f"{1000 * wall / steps:.1f} ms per step (planning included)")

@@ -24,10 +24,15 @@ try:
     from gym_aloha.constants import ASSETS_DIR, DT, JOINTS
     from gym_aloha.tasks.sim import BOX_POSE, InsertionTask, TransferCubeTask
     from gym_aloha.utils import sample_box_pose, sample_insertion_pose
-except ImportError as error:
+except ModuleNotFoundError as error:
     raise ImportError(
         "the ALOHA sim needs the optional extra: pip install 'lapo_ros[aloha]' (gym-aloha, "
         f"mujoco, dm-control; `make setup` installs it): {error}") from error
+except ImportError as error:  # the modules are there; the renderer they asked for is not
+    raise ImportError(
+        f"the ALOHA sim cannot start MUJOCO_GL={os.environ['MUJOCO_GL']!r} (egl: Debian's "
+        "libegl1 + libgl1-mesa-dri; osmesa: libosmesa6, with PYOPENGL_PLATFORM unset or "
+        f"'osmesa'): {error}") from error
 
 JOINT_NAMES: tuple[str, ...] = tuple(JOINTS)
 """The 14 joints in gym-aloha's order: 6 arm joints + normalised gripper, left then right."""
