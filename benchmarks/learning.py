@@ -340,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
                 diagnosed, priors, shares = [], [], []
                 for seed in range(args.first_seed, args.first_seed + sizes["seeds"]):
                     begin = time.perf_counter()
-                    with vae_weight_log() as log:
+                    logging = algo == "lapo" and args.advantages  # a host copy per update
+                    with vae_weight_log() if logging else contextlib.nullcontext([]) as log:
                         trainer = train_agent(algo, data, Path(tmp) / f"{name}_{algo}_{seed}",
                                               args.config, {**overrides, "seed": seed})
                     seconds.append(time.perf_counter() - begin)
