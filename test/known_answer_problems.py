@@ -80,8 +80,8 @@ def camera_bandit(scenes: int = 128, samples: int = 512, size: int = 16, action_
 
     128 recorded scenes (4 transitions each): with 32, the 11M-parameter encoder could tell
     the recorded scenes apart by the square's place, the background and the joints, and
-    which unseen scene it misread changed with the CPU's rounding (BENCHMARKS.md, learning:
-    known-answer checks)."""
+    which unseen scene it misread changed with the CPU's rounding (BENCHMARKS.md, learning: the
+    camera bandit on another CPU)."""
     rng = np.random.default_rng(seed)
     red = rng.uniform(size=scenes) < 0.5
     scene_image = paint(rng, np.where(red, 0, 2), size)
