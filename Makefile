@@ -1,5 +1,6 @@
 # lapo_ros developer entry points. `make demo` runs the whole pipeline on an embedded default,
-# `make test` builds the ROS 2 package with colcon and runs every test through colcon.
+# `make test` builds the ROS 2 package with colcon and runs every test through colcon, in
+# one pytest-xdist worker per CPU (4 at most; test/conftest.py: a DDS domain and a thread each).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -60,7 +61,8 @@ build: setup
 test: lint build
 	source $(BIN)/activate && colcon test --base-paths . --build-base build \
 	  --install-base install --packages-select lapo_ros --event-handlers console_direct+ \
-	  --return-code-on-test-failure --pytest-args -q -p no:cacheprovider
+	  --return-code-on-test-failure --pytest-args -q -p no:cacheprovider \
+	  --numprocesses logical --maxprocesses 4 --dist loadgroup --no-loadscope-reorder
 	$(BIN)/python tools/test_summary.py build/lapo_ros/pytest.xml
 
 benchmarks: setup

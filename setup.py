@@ -17,7 +17,7 @@ setup(
     python_requires=">=3.10",
     install_requires=["setuptools", "numpy", "h5py", "opencv-python-headless", "PyYAML", "tqdm"],
     extras_require={
-        "test": ["pytest", "hypothesis"],
+        "test": ["pytest", "pytest-xdist", "hypothesis"],
         # the ALOHA bimanual sim (lapo_ros.sim.aloha, aloha_sim_node); renders with EGL or
         # OSMesa (Debian: libegl1 + libgl1-mesa-dri, or libosmesa6). dm-control 1.0.41 is the
         # newest that accepts gym-aloha's mujoco < 3.9 (it needs mujoco >= 3.8.1).

@@ -48,6 +48,10 @@ def markdown_tables(text: str) -> dict[str, list[list[str]]]:
 QUICK_SCRIPTS = ("encoders", "inference_backends", "training_step", "seed_comparison")
 
 
+# the tests that read quick_runs go to one test worker, which runs the scripts once
+QUICK_RUNS = pytest.mark.xdist_group("quick_runs")
+
+
 @pytest.fixture(scope="module")
 def quick_runs(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
     """Each of our scripts run once with --quick, side by side (each uses one CPU thread)."""
@@ -215,6 +219,7 @@ def test_run_all_orders_the_real_scripts_and_rejects_unknown_names():
 
 
 @pytest.mark.slow
+@QUICK_RUNS
 def test_encoders_quick(quick_runs):
     _, tables = check_quick_run(quick_runs, "encoders")
     (rows,) = tables.values()
@@ -237,6 +242,7 @@ def test_encoders_quick(quick_runs):
 
 
 @pytest.mark.slow
+@QUICK_RUNS
 def test_inference_backends_quick(quick_runs):
     _, tables = check_quick_run(quick_runs, "inference_backends")
     (rows,) = tables.values()
@@ -251,6 +257,7 @@ def test_inference_backends_quick(quick_runs):
 
 
 @pytest.mark.slow
+@QUICK_RUNS
 def test_training_step_quick(quick_runs):
     written, tables = check_quick_run(quick_runs, "training_step")
     (rows,) = tables.values()
@@ -266,6 +273,7 @@ def test_training_step_quick(quick_runs):
 
 
 @pytest.mark.slow
+@QUICK_RUNS
 def test_seed_comparison_quick(quick_runs):
     _, tables = check_quick_run(quick_runs, "seed_comparison")
     comparison, allocator = tables.values()
