@@ -9,7 +9,8 @@ observations it gets wrong whether the critic itself prefers the wrong mode and 
 decoder gives at the prior mean z = 0 (a misread image vs an actor that left the decoder's
 modes). One CPU thread, deterministic: a row repeats exactly.
 
-    python tools/known_answer_trajectory.py bandit --updates 300 450 600 [--set KEY=VALUE ...]
+    python tools/known_answer_trajectory.py bandit --updates 300 450 600 [--scenes N]
+        [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "test")]
+sys.path[:0] = [str(REPO), str(REPO / "test"), str(REPO / "benchmarks")]
 
 from known_answer_problems import (  # noqa: E402
     MODE,
@@ -32,6 +33,7 @@ from known_answer_problems import (  # noqa: E402
     sequence_bandit,
     sparse_chain,
 )
+from learning import lapo_option  # noqa: E402
 
 from lapo_ros.lapo import MultimodalLatent  # noqa: E402
 from lapo_ros.lapo.algorithms.config import LAPOConfig  # noqa: E402
@@ -39,13 +41,6 @@ from lapo_ros.lapo.algorithms.config import LAPOConfig  # noqa: E402
 PROBLEMS = {"bandit": camera_bandit, "chain": sparse_chain, "mixed": mixed_quality,
             "sequence": sequence_bandit}
 BATCH_SIZE = 32  # the tests'
-
-
-def setting(text: str) -> tuple[str, str]:
-    key, separator, value = text.partition("=")
-    if not separator:
-        raise argparse.ArgumentTypeError(f"--set {text!r}: expected KEY=VALUE")
-    return key, value
 
 
 def misread(agent: MultimodalLatent, observations, right: np.ndarray, wrong: np.ndarray
@@ -69,18 +64,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("problem", choices=sorted(PROBLEMS))
     parser.add_argument("--updates", type=int, nargs="+", required=True,
                         help="update counts at which to report (ascending)")
-    parser.add_argument("--set", type=setting, action="append", default=[],
-                        dest="overrides", metavar="KEY=VALUE", help="a LAPOConfig override")
+    parser.add_argument("--scenes", type=int, default=None,
+                        help="recorded scenes of the bandit, mixed or sequence problem "
+                        "(default: the test's)")
+    parser.add_argument("--set", type=lapo_option, action="append", default=[],
+                        dest="overrides", metavar="KEY=VALUE",
+                        help="a LAPOConfig override (VALUE read as YAML)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    overrides = LAPOConfig.from_overrides(dict(args.overrides)).to_dict()
+    try:
+        overrides = LAPOConfig.from_overrides(dict(args.overrides)).to_dict()
+    except (TypeError, ValueError) as error:
+        parser.error(f"--set: {error}")
     overrides = {key: overrides[key] for key, _ in args.overrides}
-    problem = PROBLEMS[args.problem]()
+    if args.scenes is not None and args.problem == "chain":
+        parser.error("--scenes: the chain problem has recorded backgrounds, not scenes")
+    problem = PROBLEMS[args.problem](**({} if args.scenes is None else {"scenes": args.scenes}))
     right = problem.right_action
     chunk = {"chunk_size": right.shape[1]} if right.ndim == 3 else {}
     agent = MultimodalLatent(right.shape[-1], replay_buffer=problem.data, device="cpu",
                              **chunk, **overrides)
-    print(f"{args.problem}, overrides {overrides or 'none'} (error: fraction of the modes' gap)")
+    scenes = "" if args.scenes is None else f", {args.scenes} scenes"
+    print(f"{args.problem}{scenes}, overrides {overrides or 'none'} "
+          "(error: fraction of the modes' gap)")
     print("| updates | max error | median error | positive weights | wrong: critic prefers "
           "wrong mode | wrong: decoder at z = 0 agrees with it | wrong: actor latent norm | s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
