@@ -24,6 +24,9 @@ from known_answer_problems import (
 
 from lapo_ros.lapo import BehaviorCloning, MultimodalLatent
 
+# slow like every test of minutes; long: make test starts them first (conftest.py)
+pytestmark = [pytest.mark.slow, pytest.mark.long]
+
 BATCH_SIZE = 32
 GAP = 2 * MODE  # distance between the two modes on every action dimension
 
@@ -63,7 +66,6 @@ def assert_bc_averages(problem: KnownAnswer, steps: int) -> None:
     assert np.median(error) > 0.3 * GAP, error
 
 
-@pytest.mark.long
 def test_the_cameras_decide_the_rewarded_mode_of_a_bandit():
     problem = camera_bandit()
     error = lapo_error(problem, steps=600)
@@ -71,7 +73,6 @@ def test_the_cameras_decide_the_rewarded_mode_of_a_bandit():
     assert_bc_averages(problem, steps=300)
 
 
-@pytest.mark.long
 def test_a_reward_at_the_end_of_a_chain_is_bootstrapped_to_its_first_step():
     problem = sparse_chain()
     error = lapo_error(problem, steps=1200)
@@ -79,7 +80,6 @@ def test_a_reward_at_the_end_of_a_chain_is_bootstrapped_to_its_first_step():
     assert_bc_averages(problem, steps=300)
 
 
-@pytest.mark.long
 def test_only_the_successful_demonstrations_are_imitated():
     problem = mixed_quality()
     error = lapo_error(problem, steps=1200)
@@ -87,7 +87,6 @@ def test_only_the_successful_demonstrations_are_imitated():
     assert_bc_averages(problem, steps=300)
 
 
-@pytest.mark.long
 def test_only_the_rewarded_action_sequence_is_imitated_as_a_chunk():
     problem = sequence_bandit()
     # the multi-step problems' budget; 600-1000 updates are too few, and by 2000 the actor
