@@ -203,3 +203,22 @@ def test_bad_input_is_refused_without_output(tmp_path, data, capsys):
     )
     assert "none.hdf5" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_aloha_files_get_the_joint_names_option(tmp_path, capsys):
+    from hdf5_test_data import write_aloha_file
+
+    folder = tmp_path / "act"
+    folder.mkdir()
+    for index, episode in enumerate(_episodes(2, 5, POLICY_SIZE)):
+        write_aloha_file(folder / f"episode_{index}.hdf5", episode,
+                         {"left": "left_wrist", "right": "right_wrist", "global": "top"})
+    policy = export_policy(AffinePolicy(1.0, 0.5), _metadata(), tmp_path / "policy.pt")
+    out = tmp_path / "eval"
+    given = ["--policy", str(policy), "--data", str(folder), "--out", str(out)]
+    assert _main(*given, "--aloha-joint-names", ",".join(reversed(JOINT_NAMES))) == 2
+    assert "differ from the policy's" in capsys.readouterr().err and not out.exists()
+    assert _main(*given, "--aloha-rate-hz", "0") == 2
+    assert capsys.readouterr().err.startswith("evaluate.py: error: --aloha-rate-hz HZ")
+    assert _main(*given, "--aloha-joint-names", ",".join(JOINT_NAMES)) == 0
+    assert "| right_gripper |" in capsys.readouterr().out

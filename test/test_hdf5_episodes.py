@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -143,6 +145,55 @@ def test_aloha_cameras_joint_names_and_rate_are_detected(tmp_path, cameras):
     assert source.joint_names[6] == "left_arm_gripper" and len(source.joint_names) == 14
     assert source.rate_hz == 50.0
     assert read_file(path, aloha=AlohaLayout(rate_hz=25.0)).source.rate_hz == 25.0
+
+
+def _aloha_14_joint_file(path) -> None:
+    episode = coded_episodes([3], [True])[0]
+    episode.joint, episode.action = episode.joint[:, :14], episode.action[:, :14]
+    write_aloha_file(path, episode, CAMERAS, success=True)
+
+
+def test_aloha_joint_names_and_rate_options_are_defaults_a_file_attribute_beats(tmp_path):
+    path = tmp_path / "episode_0.hdf5"
+    _aloha_14_joint_file(path)
+    names = [f"joint_{i}" for i in range(14)]
+    for given in (",".join(names), names):  # the option's string, the config's list
+        source = read_file(path, aloha=aloha_layout(joint_names=given, rate_hz=30)).source
+        assert source.joint_names == names and source.rate_hz == 30.0
+    assert aloha_layout().rate_hz == 50.0  # None: ALOHA's rate
+    with h5py.File(path, "a") as h5:  # what the file records wins
+        h5.attrs["joint_names"] = json.dumps(JOINT_NAMES[:14])
+        h5.attrs["rate_hz"] = 25.0
+    source = read_file(path, aloha=aloha_layout(joint_names=names, rate_hz=30.0)).source
+    assert source.joint_names == JOINT_NAMES[:14] and source.rate_hz == 25.0
+
+
+def test_aloha_joint_names_option_must_name_every_joint(tmp_path):
+    path = tmp_path / "episode_0.hdf5"
+    _aloha_14_joint_file(path)
+    layout = aloha_layout(joint_names=",".join("abcdefghijklm"))
+    assert read_file(path, aloha=layout).errors == [
+        f"{path}: --aloha-joint-names NAME,NAME,... (aloha_joint_names in config) has 13 names, "
+        "joints have 14"]
+    with pytest.raises(DatasetReadError, match="has 13 names, joints have 14"):
+        load_sources(path, aloha=layout)
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"joint_names": ""}, "--aloha-joint-names NAME,NAME,... (aloha_joint_names in config): "
+                          "every joint needs a name, got ['']"),
+    ({"joint_names": "a, ,b"}, "every joint needs a name, got ['a', '', 'b']"),
+    ({"joint_names": []}, "every joint needs a name, got []"),
+    ({"joint_names": "a,b,a,c,b"}, "(aloha_joint_names in config): repeated name(s) ['a', 'b']"),
+    ({"rate_hz": 0.0}, "--aloha-rate-hz HZ (aloha_rate_hz in config) must be a number > 0, "
+                       "got 0.0"),
+    ({"rate_hz": -50}, "--aloha-rate-hz HZ (aloha_rate_hz in config) must be a number > 0"),
+    ({"rate_hz": float("nan")}, "(aloha_rate_hz in config) must be a number > 0, got nan"),
+])
+def test_bad_aloha_joint_names_and_rate_name_the_option(options, expected):
+    with pytest.raises(DatasetReadError) as error:
+        aloha_layout(**options)
+    assert expected in str(error.value) and "\n" not in str(error.value)
 
 
 def test_aloha_unknown_camera_names_are_listed_with_the_option(tmp_path):

@@ -120,6 +120,26 @@ def test_seed_and_aloha_layouts_with_camera_option(tmp_path, capsys):
     assert "not a known ALOHA naming" in capsys.readouterr().out
 
 
+def test_aloha_joint_names_and_rate_options(tmp_path, capsys):
+    path = tmp_path / "episode_0.hdf5"
+    episode = coded_episodes([4], [True])[0]
+    episode.joint, episode.action = episode.joint[:, :14], episode.action[:, :14]
+    write_aloha_file(path, episode, {"left": "left_wrist", "right": "right_wrist",
+                                     "global": "top"}, success=True)
+    names = [f"joint_{i}" for i in range(14)]
+    options = ["--aloha-joint-names", ",".join(names), "--aloha-rate-hz", "20"]
+    assert main(["inspect", str(path), *options]) == 0
+    out = capsys.readouterr().out
+    assert f"joint_names: {names}" in out and "rate_hz: 20.0, 0.2 s recorded" in out
+    assert main(["inspect", str(path), "--aloha-joint-names", "a,b"]) == 1
+    assert "--aloha-joint-names NAME,NAME,... (aloha_joint_names in config) has 2 names, " \
+           "joints have 14" in capsys.readouterr().out
+    for bad in (["--aloha-rate-hz", "-1"], ["--aloha-joint-names", "a,a"]):
+        assert main(["inspect", str(path), *bad]) == 1
+        error = capsys.readouterr().err
+        assert error.startswith(f"error: {bad[0]} ") and error.count("\n") == 1
+
+
 def test_usage_errors(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "missing.hdf5")]) == 1
     assert "missing.hdf5: no such file or folder" in capsys.readouterr().err

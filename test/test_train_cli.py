@@ -415,6 +415,63 @@ def test_act_episode_files_train_once_labelled_and_export_alohas_names_and_rate(
     assert saved["labels"] == str(labels) and saved["assume_success"] is False
 
 
+def _evaluate_main(*args: str) -> int:
+    """training/evaluate.py's main() in this process."""
+    spec = importlib.util.spec_from_file_location("evaluate_cli", REPO / "training" / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(list(args))
+
+
+def test_aloha_joint_names_and_rate_options_reach_the_policy_and_evaluation(tmp_path, capsys):
+    from hdf5_test_data import coded_episodes, write_aloha_file
+
+    folder = tmp_path / "act"
+    folder.mkdir()
+    cameras = {"left": "left_wrist", "right": "right_wrist", "global": "top"}
+    for index, episode in enumerate(coded_episodes([5, 5, 5], [True] * 3)):
+        episode.joint, episode.action = episode.joint[:, :14], episode.action[:, :14]
+        write_aloha_file(folder / f"episode_{index}.hdf5", episode, cameras, success=True)
+    names = [f"{side}_joint_{i}" for side in ("left", "right") for i in range(7)]
+    options = ["--data", str(folder), "--steps", "2", *TINY, "--num-workers", "0",
+               "--algo", "bc"]
+    for bad, expected in ((["--aloha-rate-hz", "0"], "--aloha-rate-hz HZ"),
+                          (["--aloha-joint-names", "a,b"], "--aloha-joint-names NAME,NAME,...")):
+        assert _main(*options, *bad, "--out", str(tmp_path / "refused")) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("train.py: error: ") and expected in error
+        assert error.count("\n") == 1 and not (tmp_path / "refused").exists()
+
+    run_dir = tmp_path / "run"
+    assert _main(*options, "--aloha-joint-names", ",".join(names), "--aloha-rate-hz", "20",
+                 "--out", str(run_dir)) == 0
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["aloha_joint_names"] == ",".join(names) and saved["aloha_rate_hz"] == 20.0
+    policy = tmp_path / "policy.pt"
+    metadata = export_checkpoint(run_dir / "checkpoints" / "last.pt", policy)
+    assert metadata.joint_names == names and metadata.rate_hz == 20.0
+    capsys.readouterr()
+    evaluate = ["--policy", str(policy), "--run", str(run_dir), "--out", str(tmp_path / "eval")]
+    assert _evaluate_main(*evaluate) == 0  # the run's names, not ALOHA's
+    capsys.readouterr()
+    assert _evaluate_main(*evaluate, "--aloha-joint-names", ",".join(reversed(names))) == 2
+    assert "differ from the policy's" in capsys.readouterr().err
+
+
+def test_aloha_joint_names_and_rate_config_keys_are_typed(tmp_path):
+    names = [f"joint_{i}" for i in range(14)]
+    settings = tmp_path / "aloha.yaml"
+    settings.write_text(yaml.safe_dump({"aloha_joint_names": names, "aloha_rate_hz": 30}))
+    config = load_train_config(settings, {"data": "d.hdf5", "out": "run"})
+    assert config.aloha_joint_names == names and config.aloha_rate_hz == 30.0
+    settings.write_text("aloha_rate_hz: fast\n")
+    with pytest.raises(TrainConfigError, match="aloha.yaml: aloha_rate_hz must be float"):
+        load_train_config(settings, {"data": "d.hdf5", "out": "run"})
+    settings.write_text("aloha_joint_names: 5\n")
+    with pytest.raises(TrainConfigError, match="aloha.yaml: aloha_joint_names must be"):
+        load_train_config(settings, {"data": "d.hdf5", "out": "run"})
+
+
 def test_the_shipped_config_runs_the_default_agent():
     """config/train.yaml spells out LAPOConfig's and BCConfig's defaults: the benchmarked
     default is what a user who trains with the shipped file gets."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 try:
     import lapo_ros  # noqa: F401
@@ -23,7 +24,7 @@ except ImportError:  # a source checkout without `pip install`: use the reposito
 
 from lapo_ros.common.images import ImageConversionError
 from lapo_ros.common.policy_file import PolicyMetadataError
-from lapo_ros.dataset.aloha import aloha_layout
+from lapo_ros.dataset.aloha import AlohaLayout, add_aloha_file_options, aloha_layout
 from lapo_ros.dataset.episodes import DatasetReadError
 from lapo_ros.lapo.evaluation import EvaluationError, evaluate_policy_file
 from lapo_ros.lapo.training.checkpoint import TrainingCheckpointError, read_training_record
@@ -32,9 +33,9 @@ USER_ERRORS = (EvaluationError, DatasetReadError, PolicyMetadataError, ImageConv
                TrainingCheckpointError, FileNotFoundError)
 
 
-def held_out_episodes(run_dir: Path) -> tuple[list[str], list[int], str | None]:
-    """(data paths, validation episode indices, ALOHA camera mapping) recorded by the training
-    run in ``run_dir``."""
+def held_out_episodes(run_dir: Path) -> tuple[list[str], list[int], dict[str, Any]]:
+    """(data paths, validation episode indices, settings) recorded by the training run in
+    ``run_dir``."""
     checkpoint = run_dir / "checkpoints" / "last.pt"
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{checkpoint}: no training checkpoint in --run {run_dir}")
@@ -42,7 +43,18 @@ def held_out_episodes(run_dir: Path) -> tuple[list[str], list[int], str | None]:
     if not record.get("val_episodes"):
         raise EvaluationError(f"{checkpoint}: the run recorded no held-out episodes")
     config = record["config"]
-    return config["data"], record["val_episodes"], config.get("aloha_cameras")
+    return config["data"], record["val_episodes"], config
+
+
+def aloha_reading(args: argparse.Namespace, run_config: dict[str, Any]) -> AlohaLayout:
+    """How ALOHA/ACT files are read: each ``--aloha-*`` option given, else the run's setting
+    of the same name."""
+    def setting(key: str) -> Any:
+        value = getattr(args, key)
+        return run_config.get(key) if value is None else value
+
+    return aloha_layout(setting("aloha_cameras"), joint_names=setting("aloha_joint_names"),
+                        rate_hz=setting("aloha_rate_hz"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,21 +71,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="episode indices to evaluate (default: all)")
     parser.add_argument("--plots", type=int, default=1, help="episodes to plot (default 1)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument(
-        "--aloha-cameras", metavar="left=NAME,right=NAME,global=NAME",
-        help="camera names under /observations/images in ALOHA/ACT files (default: detected "
-             "when they are the sim's or real ALOHA's; with --run: the run's)")
+    add_aloha_file_options(parser, default_note="; with --run: the run's")
     args = parser.parse_args(argv)
     out = args.out or args.policy.with_name(f"{args.policy.stem}_evaluation")
     try:
-        cameras = args.aloha_cameras
+        run_config = {}
         if args.run is not None:
-            args.data, args.episodes, run_cameras = held_out_episodes(args.run)
-            cameras = cameras or run_cameras
+            args.data, args.episodes, run_config = held_out_episodes(args.run)
         data = args.data[0] if len(args.data) == 1 else args.data
         report = evaluate_policy_file(args.policy, data, out, episodes=args.episodes,
                                       plots=args.plots, batch_size=args.batch_size,
-                                      aloha=aloha_layout(cameras))
+                                      aloha=aloha_reading(args, run_config))
     except USER_ERRORS as error:
         print(f"evaluate.py: error: {error}", file=sys.stderr)
         return 2

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         "image_size": args.image_size, "device": args.device, "algo": args.algo,
         "seed": args.seed, "num_workers": args.num_workers, "val_every": args.val_every,
         "checkpoint_every": args.checkpoint_every, "log_every": args.log_every,
-        "aloha_cameras": args.aloha_cameras, "labels": args.labels,
+        "aloha_cameras": args.aloha_cameras, "aloha_joint_names": args.aloha_joint_names,
+        "aloha_rate_hz": args.aloha_rate_hz, "labels": args.labels,
         "assume_success": args.assume_success,
     }
     overrides.update(compute_overrides(args))

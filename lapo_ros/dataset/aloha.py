@@ -5,14 +5,18 @@ ACT's ``record_sim_episodes.py`` (and gym-aloha) name the cameras ``left_wrist``
 and ``cam_high`` (plus ``cam_low``). Either set is recognised in a file; any other naming
 needs ``cameras`` (``--aloha-cameras left=NAME,right=NAME,global=NAME`` in every tool,
 ``aloha_cameras`` in the training config). The files record 14 joints (6 + gripper per
-arm) at 50 Hz without saying so, and carry no reward or success: an episode's outcome comes
-from ``labels`` (file stem -> true/false, the labels YAML the bags use), else a boolean file
-attribute ``success``, else ``assume_success`` when the user says every episode succeeded.
+arm) at 50 Hz without saying so: ALOHA's names and 50 Hz are the defaults, which
+``joint_names`` and ``rate_hz`` (``--aloha-joint-names``, ``--aloha-rate-hz``) replace for
+files without ``joint_names`` / ``rate_hz`` attributes. They carry no reward or success: an
+episode's outcome comes from ``labels`` (file stem -> true/false, the labels YAML the bags
+use), else a boolean file attribute ``success``, else ``assume_success`` when the user says
+every episode succeeded.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -32,6 +36,8 @@ JOINT_NAMES = [f"{side}_arm_{joint}" for side in ("left", "right")
 """gym-aloha's names of the 14 recorded joints (grippers normalised 0..1)."""
 RATE_HZ = 50.0
 CAMERAS_OPTION = "--aloha-cameras left=NAME,right=NAME,global=NAME (aloha_cameras in config)"
+JOINT_NAMES_OPTION = "--aloha-joint-names NAME,NAME,... (aloha_joint_names in config)"
+RATE_OPTION = "--aloha-rate-hz HZ (aloha_rate_hz in config)"
 
 
 @dataclass
@@ -41,8 +47,8 @@ class AlohaLayout:
     Without ``reward_key`` in the file an episode gets 0 reward per step and
     ``success_reward`` on its last step when it succeeded. Every ALOHA episode ends in a
     terminal state (the task was finished or abandoned). ``cameras`` None: detected from
-    the file (``CAMERA_SETS``); ``joint_names`` None: the file's, else ``JOINT_NAMES`` for
-    14 joints; ``rate_hz``: used when the file records none.
+    the file (``CAMERA_SETS``); ``joint_names`` (None: ``JOINT_NAMES`` for 14 joints) and
+    ``rate_hz``: used when the file records none.
     """
 
     cameras: dict[str, str] | None = None
@@ -63,8 +69,10 @@ class AlohaLayout:
                 f"ALOHA cameras must map exactly {list(CAMERA_ORDER)} to camera names in the "
                 f"file, got {sorted(self.cameras)}"
             )
-        if self.rate_hz <= 0:
-            raise DatasetReadError(f"ALOHA rate_hz must be > 0, got {self.rate_hz}")
+        if self.joint_names is not None:
+            _check_joint_names(self.joint_names)
+        if not (math.isfinite(self.rate_hz) and self.rate_hz > 0):
+            raise DatasetReadError(f"{RATE_OPTION} must be a number > 0, got {self.rate_hz}")
 
     def camera_names(self, present: Iterable[str]) -> dict[str, str]:
         """Camera -> name in the file: ``cameras`` when given, else the known set the file
@@ -103,21 +111,56 @@ def parse_cameras(spec: str | dict[str, str] | None) -> dict[str, str] | None:
     return cameras
 
 
+def parse_joint_names(spec: str | list[str] | None) -> list[str] | None:
+    """``NAME,NAME,...`` (or a list, or None) -> joint names."""
+    if spec is None or isinstance(spec, list):
+        return spec
+    return [name.strip() for name in spec.split(",")]
+
+
+def _check_joint_names(names: list[str]) -> None:
+    """DatasetReadError naming the option when ``names`` is empty, has an empty or a
+    repeated name."""
+    if not names or not all(name.strip() for name in names):
+        raise DatasetReadError(f"{JOINT_NAMES_OPTION}: every joint needs a name, got {names}")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DatasetReadError(f"{JOINT_NAMES_OPTION}: repeated name(s) {repeated}")
+
+
 def aloha_layout(cameras: str | dict[str, str] | None = None,
-                 labels_file: str | None = None, assume_success: bool = False) -> AlohaLayout:
+                 labels_file: str | None = None, assume_success: bool = False, *,
+                 joint_names: str | list[str] | None = None,
+                 rate_hz: float | None = None) -> AlohaLayout:
     """The layout every tool builds from its options (``--aloha-cameras``, ``--labels``,
-    ``--assume-success``, or the same keys of the training config)."""
+    ``--assume-success``, ``--aloha-joint-names``, ``--aloha-rate-hz``, or the same keys of
+    the training config); ``rate_hz`` None: 50 Hz."""
     labels = load_labels(labels_file) if labels_file is not None else {}
     return AlohaLayout(cameras=parse_cameras(cameras), labels=labels,
-                       assume_success=assume_success)
+                       assume_success=assume_success, joint_names=parse_joint_names(joint_names),
+                       rate_hz=RATE_HZ if rate_hz is None else rate_hz)
 
 
-def add_aloha_options(parser: argparse.ArgumentParser) -> None:
-    """``--aloha-cameras``, ``--labels`` and ``--assume-success``, the same in every tool."""
+def add_aloha_file_options(parser: argparse.ArgumentParser, default_note: str = "") -> None:
+    """``--aloha-cameras``, ``--aloha-joint-names`` and ``--aloha-rate-hz``: how ALOHA/ACT
+    files are read; ``default_note`` ends each default's description."""
     parser.add_argument(
         "--aloha-cameras", metavar="left=NAME,right=NAME,global=NAME",
         help="camera names under /observations/images in ALOHA/ACT files (default: detected "
-             "when they are the sim's or real ALOHA's)")
+             f"when they are the sim's or real ALOHA's{default_note})")
+    parser.add_argument(
+        "--aloha-joint-names", metavar="NAME,NAME,...",
+        help="names of the joints of ALOHA/ACT files that record none, 14 for ALOHA's "
+             f"(default: ALOHA's, left_arm_waist ... right_arm_gripper{default_note})")
+    parser.add_argument(
+        "--aloha-rate-hz", type=float, metavar="HZ",
+        help=f"rate of ALOHA/ACT files that record none (default: {RATE_HZ:g}{default_note})")
+
+
+def add_aloha_options(parser: argparse.ArgumentParser) -> None:
+    """The ALOHA file options, ``--labels`` and ``--assume-success``, the same in every
+    tool that trains or inspects."""
+    add_aloha_file_options(parser)
     parser.add_argument(
         "--labels", metavar="YAML",
         help="success labels of ALOHA/ACT episode files: file stem -> true/false")

@@ -30,6 +30,7 @@ import numpy as np
 
 from lapo_ros.common.images import CAMERA_ORDER
 from lapo_ros.dataset.aloha import JOINT_NAMES as ALOHA_JOINT_NAMES
+from lapo_ros.dataset.aloha import JOINT_NAMES_OPTION as ALOHA_JOINT_NAMES_OPTION
 from lapo_ros.dataset.aloha import AlohaLayout
 from lapo_ros.dataset.layout import (
     ACTION_KEY,
@@ -558,15 +559,17 @@ class _FileReader:
 
     def _attrs(self, joint_dim: int) -> tuple[list[str] | None, float | None]:
         """Joint names and rate from the file's attributes; for ALOHA files, where the
-        recorders write neither, the layout's (ALOHA's names for 14 joints, 50 Hz)."""
-        names = self._joint_names_attr()
+        recorders write neither, the layout's (by default ALOHA's names for 14 joints, 50 Hz)."""
+        names, origin = self._joint_names_attr(), "joint_names"
         rate = self.h5.attrs.get("rate_hz")
         if self.report.layout == "aloha":
-            names = names or self.aloha.joint_names or (
+            if not names and self.aloha.joint_names is not None:
+                names, origin = list(self.aloha.joint_names), ALOHA_JOINT_NAMES_OPTION
+            names = names or (
                 list(ALOHA_JOINT_NAMES) if joint_dim == len(ALOHA_JOINT_NAMES) else None)
             rate = self.aloha.rate_hz if rate is None else rate
         if names is not None and len(names) != joint_dim:
-            self.error(f"joint_names has {len(names)} names, joints have {joint_dim}")
+            self.error(f"{origin} has {len(names)} names, joints have {joint_dim}")
             names = None
         if rate is not None and not _is_positive_number(rate):
             self.error(f"attribute rate_hz must be a positive number, got {rate!r}")

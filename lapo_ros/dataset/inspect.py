@@ -37,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_aloha_options(inspect)
     args = parser.parse_args(argv)
     try:
-        aloha = aloha_layout(args.aloha_cameras, args.labels, bool(args.assume_success))
+        aloha = aloha_layout(args.aloha_cameras, args.labels, bool(args.assume_success),
+                             joint_names=args.aloha_joint_names, rate_hz=args.aloha_rate_hz)
         files = expand_paths(args.paths)
     except DatasetReadError as error:
         print(f"error: {error}", file=sys.stderr)

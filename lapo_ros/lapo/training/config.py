@@ -59,8 +59,11 @@ class TrainConfig:
     checkpoint_every: int = 1000
     log_every: int = 50
     # ALOHA/ACT episode files (lapo_ros.dataset.aloha): camera names when not detected,
-    # success labels (file stem -> true/false), or every unlabelled episode succeeded
+    # joint names and rate for files that record none (None: ALOHA's, 50 Hz), success
+    # labels (file stem -> true/false), or every unlabelled episode succeeded
     aloha_cameras: str | None = None  # left=NAME,right=NAME,global=NAME
+    aloha_joint_names: list[str] | str | None = None  # a list or NAME,NAME,...
+    aloha_rate_hz: float | None = None
     labels: str | None = None  # labels YAML
     assume_success: bool = False
     agent: dict[str, Any] = field(default_factory=dict)  # LAPOConfig overrides (algo: lapo)

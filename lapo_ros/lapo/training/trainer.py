@@ -78,7 +78,8 @@ def training_device(name: str, context: distributed.DistributedContext) -> torch
 def load_data(config: TrainConfig, device: torch.device
               ) -> tuple[MultimodalReplayBuffer, MultimodalReplayBuffer]:
     """(train, validation) buffers over disjoint episodes of ``config.data``."""
-    aloha = aloha_layout(config.aloha_cameras, config.labels, config.assume_success)
+    aloha = aloha_layout(config.aloha_cameras, config.labels, config.assume_success,
+                         joint_names=config.aloha_joint_names, rate_hz=config.aloha_rate_hz)
     sources = load_sources(config.data, aloha=aloha)
     buffer = MultimodalReplayBuffer(
         action_dim=int(sources[0].action.shape[1]), joint_dim=int(sources[0].joint.shape[1]),
