@@ -19,6 +19,7 @@ per ``--chunk-executions`` mode (default: temporal ensemble and open loop).
                                   [--episodes 80] [--datasets expert heterogeneous]
                                   [--config config/train.yaml] [--lapo-set KEY=VALUE ...]
                                   [--progress-scale 1.0] [--advantages] [--prior-mean]
+                                  [--oracle-weights]
                                   [--chunk-size 1] [--chunk-executions MODE ...]
 """
 
@@ -57,13 +58,13 @@ SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / "config" / "train.yaml"
 
 
 def make_dataset(path: Path, fractions: dict[str, float], episodes: int, sim: SimConfig,
-                 seed: int) -> tuple[float, list[str]]:
-    """Write demonstrations straight to HDF5 (the bag path is the demo's); return their
-    success rate and each episode's demonstrator kind."""
+                 seed: int) -> tuple[list[bool], list[str]]:
+    """Write demonstrations straight to HDF5 (the bag path is the demo's); return each
+    episode's outcome (success) and demonstrator kind."""
     recorded = list(iter_demonstrations(DemoMix(episodes, fractions, seed), sim))
     write_episodes(path, [e.to_episode() for e in recorded], joint_names=JOINT_NAMES,
                    rate_hz=sim.rate_hz)
-    return float(np.mean([e.success for e in recorded])), [e.kind for e in recorded]
+    return [bool(e.success) for e in recorded], [e.kind for e in recorded]
 
 
 def advantages_by_kind(agent, parts, kinds: list[str], first_steps: int = 5,
@@ -134,6 +135,41 @@ def vae_weight_log():
         MultimodalLatent.update = update
 
 
+@contextlib.contextmanager
+def oracle_weights(successes: list[bool]):
+    """While open, LAPO's VAE weights come from the demonstrations' recorded outcomes, not
+    from its critics: the expectile where a transition's episode succeeded, 1 - it
+    elsewhere (everything else of the update unchanged). A diagnostic, not an agent
+    option: how far the policy gets when the weights are right. Call the yielded function
+    with each trainer's training split before it trains (batches index that split)."""
+    import torch
+
+    from lapo_ros.lapo.algorithms.lapo import Advantages, MultimodalLatent
+
+    advantages = MultimodalLatent.advantages
+    table: dict[int, torch.Tensor] = {}  # id(agent) -> success per training-split episode
+
+    def use_split(agent, parent_episodes: list[int]) -> None:
+        table[id(agent)] = torch.tensor([successes[e] for e in parent_episodes])
+
+    def oracle(agent, x, features, next_features, track=True):
+        computed = advantages(agent, x, features, next_features, track)
+        if x.episode is None:
+            raise ValueError("--oracle-weights needs batches with episode indices "
+                             "(advantage_scope 'episode' or critic_folds > 1)")
+        succeeded = table[id(agent)].to(x.episode.device)[x.episode][:, None]
+        expectile = agent.config.expectile
+        weight = torch.where(succeeded, expectile, 1.0 - expectile).to(computed.weight)
+        scored = torch.where(succeeded, 1.0, -1.0).to(computed.scored)
+        return Advantages(advantage=computed.advantage, scored=scored, weight=weight)
+
+    MultimodalLatent.advantages = oracle
+    try:
+        yield use_split
+    finally:
+        MultimodalLatent.advantages = advantages
+
+
 def weight_shares(log, parent_episodes: list[int], kinds: list[str], steps: int,
                   phases: int = 4) -> dict[str, list[float]]:
     """Each demonstrator kind's share of the VAE's total weight in each quarter of training
@@ -150,15 +186,19 @@ def weight_shares(log, parent_episodes: list[int], kinds: list[str], steps: int,
     return shares
 
 
-def train_agent(algo: str, data: Path, run_dir: Path, config: Path, overrides: dict):
+def train_agent(algo: str, data: Path, run_dir: Path, config: Path, overrides: dict,
+                before_run=None):
     """Train through the product's trainer (``training/train.py``'s code path) with ``config``
     and the benchmark's ``overrides``; the trainer after its run (its agent as written to
-    last.pt, its training and held-out buffers)."""
+    last.pt, its training and held-out buffers). ``before_run(trainer)`` runs before the
+    first step."""
     from lapo_ros.lapo.training.config import load_train_config
     from lapo_ros.lapo.training.trainer import Trainer
 
     trainer = Trainer(load_train_config(config, {**overrides, "algo": algo,
                                                  "data": [str(data)], "out": str(run_dir)}))
+    if before_run is not None:
+        before_run(trainer)
     trainer.run()
     return trainer
 
@@ -279,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-executions", nargs="+", choices=CHUNK_EXECUTIONS,
                         default=list(CHUNK_EXECUTIONS), help="how chunk policies run in the "
                         "closed loop, one row each (default both; chunk_size 1: one row)")
+    parser.add_argument("--oracle-weights", action="store_true",
+                        help="diagnostic: LAPO's VAE weights from the demonstrations' recorded "
+                        "outcomes instead of its critics (the ceiling of right weights)")
     parser.add_argument("--prior-mean", action="store_true",
                         help="add a column: LAPO's success with the decoder at z = 0 (the "
                         "prior's mean instead of the actor's latent: the weighted VAE alone)")
@@ -333,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.datasets:
             fractions = {**DATASETS, **REFERENCE_DATASETS}[name]
             data = Path(tmp) / f"{name}.hdf5"
-            demo_success, kinds = make_dataset(data, fractions, sizes["episodes"], sim, seed=0)
+            successes, kinds = make_dataset(data, fractions, sizes["episodes"], sim, seed=0)
+            demo_success = float(np.mean(successes))
             rows = {}
             for algo in args.algorithms:
                 scores, seconds, blues, distances = {}, [], {}, {}
@@ -341,9 +385,15 @@ def main(argv: list[str] | None = None) -> int:
                 for seed in range(args.first_seed, args.first_seed + sizes["seeds"]):
                     begin = time.perf_counter()
                     logging = algo == "lapo" and args.advantages  # a host copy per update
-                    with vae_weight_log() if logging else contextlib.nullcontext([]) as log:
-                        trainer = train_agent(algo, data, Path(tmp) / f"{name}_{algo}_{seed}",
-                                              args.config, {**overrides, "seed": seed})
+                    oracle = algo == "lapo" and args.oracle_weights
+                    with (vae_weight_log() if logging else contextlib.nullcontext([]) as log,
+                          oracle_weights(successes) if oracle else contextlib.nullcontext()
+                          as use_split):
+                        trainer = train_agent(
+                            algo, data, Path(tmp) / f"{name}_{algo}_{seed}", args.config,
+                            {**overrides, "seed": seed},
+                            before_run=use_split and (lambda t: use_split(
+                                t.agent, t.train_data.parent_episode_indices)))
                     seconds.append(time.perf_counter() - begin)
                     agent = trainer.agent
                     for mode in executions if agent.chunk_size > 1 else executions[:1]:
@@ -409,7 +459,9 @@ def main(argv: list[str] | None = None) -> int:
         f"its agent section, BC: its bc section; its val_fraction of the episodes held out), "
         f"in-process loader"
         + (f"; LAPO changed by --lapo-set: {dict(args.lapo_set)}." if args.lapo_set else
-           "; no --lapo-set."),
+           "; no --lapo-set.")
+        + (" --oracle-weights: LAPO's VAE weights from the recorded outcomes (a diagnostic, "
+           "not an agent)." if args.oracle_weights else ""),
         *([f"--chunk-size {args.chunk_size}: both agents train on action chunks of "
            f"{args.chunk_size} steps; chunk policies run as the policy node runs them "
            f"(ChunkExecution: temporal ensemble, ensemble_decay 0.01, or open loop, the "

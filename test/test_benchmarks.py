@@ -359,6 +359,21 @@ def test_learning_with_chunks_runs_each_chunk_policy_in_both_node_modes(tmp_path
 
 
 @pytest.mark.slow
+def test_learning_oracle_weights_give_the_failed_demonstrations_no_weight(tmp_path):
+    out = tmp_path / "oracle.md"
+    completed = run_script(BENCHMARKS / "learning.py", "--quick", "--datasets",
+                           "heterogeneous", "--algorithms", "lapo", "--oracle-weights",
+                           "--advantages", "--out", str(out))
+    assert completed.returncode == 0, completed.stderr
+    assert "--oracle-weights: LAPO's VAE weights from the recorded outcomes" in out.read_text()
+    *_, by_phase = markdown_tables(out.read_text()).values()
+    shares = {row[1]: [int(cell.rstrip("%")) for cell in row[2:]] for row in by_phase[1:]}
+    assert shares["wrong_target"] == [0, 0, 0, 0], by_phase  # every one of them failed
+    quarters = zip(*shares.values(), strict=True)
+    assert all(sum(quarter) in {99, 100, 101} for quarter in quarters), by_phase
+
+
+@pytest.mark.slow
 def test_learning_ablation_overrides_one_lapo_setting_and_names_it(tmp_path):
     out = tmp_path / "ablation.md"
     completed = run_script(BENCHMARKS / "learning.py", "--quick", "--datasets",
