@@ -446,7 +446,9 @@ def test_aloha_joint_names_and_rate_options_reach_the_policy_and_evaluation(tmp_
     assert _main(*options, "--aloha-joint-names", ",".join(names), "--aloha-rate-hz", "20",
                  "--out", str(run_dir)) == 0
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert saved["aloha_joint_names"] == ",".join(names) and saved["aloha_rate_hz"] == 20.0
+    assert saved["aloha_joint_names"] == names and saved["aloha_rate_hz"] == 20.0
+    assert _main("--out", str(run_dir), "--resume", "--steps", "3",  # the same names, no
+                 "--aloha-joint-names", ",".join(names)) == 0  # conflict with the saved list
     policy = tmp_path / "policy.pt"
     metadata = export_checkpoint(run_dir / "checkpoints" / "last.pt", policy)
     assert metadata.joint_names == names and metadata.rate_hz == 20.0
@@ -464,6 +466,9 @@ def test_aloha_joint_names_and_rate_config_keys_are_typed(tmp_path):
     settings.write_text(yaml.safe_dump({"aloha_joint_names": names, "aloha_rate_hz": 30}))
     config = load_train_config(settings, {"data": "d.hdf5", "out": "run"})
     assert config.aloha_joint_names == names and config.aloha_rate_hz == 30.0
+    config = load_train_config(settings, {"data": "d.hdf5", "out": "run",
+                                          "aloha_joint_names": "a, b"})
+    assert config.aloha_joint_names == ["a", "b"]  # NAME,NAME,... means that list
     settings.write_text("aloha_rate_hz: fast\n")
     with pytest.raises(TrainConfigError, match="aloha.yaml: aloha_rate_hz must be float"):
         load_train_config(settings, {"data": "d.hdf5", "out": "run"})

@@ -21,7 +21,7 @@ try:
 except ImportError:  # a source checkout without `pip install`: use the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lapo_ros.dataset.aloha import add_aloha_options
+from lapo_ros.dataset.aloha import add_aloha_options, parse_joint_names
 from lapo_ros.dataset.episodes import DatasetReadError
 from lapo_ros.lapo.algorithms.checkpoint import CheckpointError
 from lapo_ros.lapo.models.networks import PretrainedWeightsError
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         "image_size": args.image_size, "device": args.device, "algo": args.algo,
         "seed": args.seed, "num_workers": args.num_workers, "val_every": args.val_every,
         "checkpoint_every": args.checkpoint_every, "log_every": args.log_every,
-        "aloha_cameras": args.aloha_cameras, "aloha_joint_names": args.aloha_joint_names,
+        "aloha_cameras": args.aloha_cameras,
+        "aloha_joint_names": parse_joint_names(args.aloha_joint_names),
         "aloha_rate_hz": args.aloha_rate_hz, "labels": args.labels,
         "assume_success": args.assume_success,
     }

@@ -21,6 +21,7 @@ from lapo_ros.common.validation import (
     typed_value,
     unknown_keys,
 )
+from lapo_ros.dataset.aloha import parse_joint_names
 from lapo_ros.lapo.algorithms.config import AgentConfig, BCConfig, LAPOConfig
 
 AGENT_SECTIONS: dict[str, tuple[str, type[AgentConfig]]] = {
@@ -74,6 +75,8 @@ class TrainConfig:
             self.data = [self.data]
         self.data = [os.fspath(p) for p in self.data]
         self.out = os.fspath(self.out)
+        if isinstance(self.aloha_joint_names, str):  # NAME,NAME,... saved as the list it means
+            self.aloha_joint_names = parse_joint_names(self.aloha_joint_names)
         self.agent = dict(self.agent or {})
         self.bc = dict(self.bc or {})
 
