@@ -16,7 +16,7 @@ from lapo_core_data import ArrayTransitions, random_transitions
 from lapo_reference import LAPO_ORIGINAL, lapo_iteration, snapshot
 
 from lapo_ros.lapo import MultimodalLatent
-from lapo_ros.lapo.algorithms.lapo import episode_fold
+from lapo_ros.lapo.algorithms.lapo import EpisodeAdvantage, episode_fold
 
 # The transcription computes in float32: compared to 1e-5, the update must too (bf16
 # autocast, the default where the CPU or GPU has it, is a compute option with its own test)
@@ -221,7 +221,7 @@ def test_with_vae_encoder_gradient_the_vae_step_also_trains_the_deployed_encoder
 def test_the_episode_scope_weighs_each_transition_by_its_episodes_first_step(tmp_path):
     data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=11)
     agent = MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
-                             **lapo(advantage_scope="episode"))
+                             **lapo(advantage_scope="episode", episode_baseline="state"))
     batch = data.sample(12)
     for missing in ("episode", "step"):
         broken = copy.deepcopy(batch)
@@ -259,3 +259,50 @@ def test_the_episode_scope_weighs_each_transition_by_its_episodes_first_step(tmp
     restored = MultimodalLatent.from_checkpoint(tmp_path / "episode.pt", device="cpu")
     torch.testing.assert_close(restored.episode_advantage.first, before)
     assert torch.equal(restored.episode_advantage.seen, agent.episode_advantage.seen)
+
+
+def test_the_mean_episode_baseline_scores_each_first_step_target_against_every_starts_mean(
+        tmp_path):
+    data = random_transitions(n=32, image_size=16, joint_dim=5, action_dim=3, seed=11)
+    agent = MultimodalLatent(3, replay_buffer=data, device="cpu", seed=3,
+                             **lapo(advantage_scope="episode", advantage_estimate="return",
+                                    episode_baseline="mean"))
+    batch = data.sample(8, agent.return_discount)
+    batch.episode = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    batch.step = torch.tensor([0, 2, 0, 1, 0, 3, 1, 2])  # episode 3: no first step yet
+    batch.return_to_go = torch.tensor([[1.0], [0.9], [-0.5], [-0.6], [0.2], [0.1], [3.0],
+                                       [2.0]])
+    record = agent.update(batch).advantages
+    value = batch.return_to_go - record.advantage  # V(s) of every row (advantage: G - V(s))
+    starts = torch.tensor([0, 2, 4])
+    pooled = torch.minimum(value[starts].mean(), batch.return_to_go[starts].mean())
+    first = batch.return_to_go[starts, 0] - pooled  # each episode's G_0 against the mean
+    expected = torch.cat([first.repeat_interleave(2), record.advantage[6:, 0]])
+    torch.testing.assert_close(record.scored[:, 0], expected)
+    tracker = agent.episode_advantage
+    torch.testing.assert_close(tracker.baseline[:3], value[starts, 0])
+    # "state" compares with the episode's own start instead
+    own = tracker.lookup(batch.episode, record.advantage[:, 0])
+    torch.testing.assert_close(own[:6], record.advantage[starts, 0].repeat_interleave(2))
+    # a checkpoint written before the baselines were kept loads them as zeros
+    agent.save(tmp_path / "agent.pt")
+    payload = torch.load(tmp_path / "agent.pt", weights_only=True)
+    del payload["modules"]["episode_advantage"]["baseline"]
+    torch.save(payload, tmp_path / "older.pt")
+    restored = MultimodalLatent.from_checkpoint(tmp_path / "older.pt", device="cpu")
+    torch.testing.assert_close(restored.episode_advantage.first, tracker.first)
+    assert not restored.episode_advantage.baseline.any()
+
+
+def test_the_mean_episode_baseline_is_at_most_the_mean_recorded_start_return():
+    """A critic that rates the policy above every recorded start (V(s_0) 2.0 against returns
+    of 1 and 0) still lets the demonstrations above the average one be imitated."""
+    tracker = EpisodeAdvantage()
+    returns, values = torch.tensor([1.0, 0.0, 1.0, 0.0]), torch.full((4,), 2.0)
+    tracker.record(torch.arange(4), torch.zeros(4, dtype=torch.long), returns - values, values)
+    scored = tracker.lookup(torch.arange(4), torch.zeros(4), pooled=True)
+    torch.testing.assert_close(scored, returns - 0.5)
+    tracker.record(torch.arange(4), torch.zeros(4, dtype=torch.long), returns + 0.25,
+                   torch.full((4,), -0.25))  # V(s_0) below the average: it is the threshold
+    torch.testing.assert_close(tracker.lookup(torch.arange(4), torch.zeros(4), pooled=True),
+                               returns + 0.25)

@@ -6,9 +6,9 @@ and ``algos_vae.py``): gamma 0.99, kl_beta 1.0, max_latent_action 2.0, doubleq_m
 target-policy noise 0.1 clipped at 0.2, latent_dim = 2 * action_dim. Where the default
 differs, its comment says why, with the measurement in BENCHMARKS.md (learning): tau 0.05,
 the critic's action head, and the way the VAE's weights are made from demonstrations
-(cross-fitted critics, the return estimate, one sign per demonstration, expectile 1.0, the
-VAE training the encoder). The literal LAPO test (``test/test_lapo_update.py``) sets
-the original's values.
+(cross-fitted critics, the return estimate, one sign per demonstration against the mean
+start value, expectile 1.0, the VAE training the encoder). The literal LAPO test
+(``test/test_lapo_update.py``) sets the original's values.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from lapo_ros.common.validation import check_fields, typed_value, unknown_keys
 AUTOCAST_DTYPES = ("auto", "bfloat16", "float16", "float32")
 ADVANTAGE_ESTIMATES = ("one_step", "return")
 ADVANTAGE_SCOPES = ("step", "episode")
+EPISODE_BASELINES = ("state", "mean")
 RETURN_BASELINES = ("behaviour", "policy")
 C = TypeVar("C", bound="AgentConfig")
 
@@ -142,6 +143,19 @@ class LAPOConfig(AgentConfig):
     # noise along a wrong demonstration (BENCHMARKS.md, learning). A demonstration that
     # fails late is then dropped whole, its good first part too
     advantage_scope: str = "episode"
+    # What the episode scope compares a demonstration's first-step return with. "mean": the
+    # mean of V(s_0) over the recorded starts (each from its held-out critic pair), the
+    # policy's expected value from a start, at most the mean recorded start return; "state":
+    # V(s_0) of its own start. With one demonstration per scene a critic's V on an unseen
+    # start is the return of whoever demonstrated similar scenes: in the sim its spread over
+    # the starts grew to about +-1 during training, as wide as the gap between successful
+    # (+1.1) and failed (-0.7) returns, and the per-start sign let up to a third of one
+    # fold's failed demonstrations in; the mean keeps the spread out and weighs like the
+    # recorded outcomes. The cap: a critic that overrates its policy above every recorded
+    # start (the chunk problem: V(s_0) > the best return) would weigh no demonstration; the
+    # better-than-average ones stay imitated (BENCHMARKS.md, learning). Assumes starts of
+    # like difficulty
+    episode_baseline: str = "mean"
     # Cross-fitted critics (K, 1 = LAPO): K encoder + critic pairs, pair k fitted on the
     # episodes outside fold k (fold = hash of the episode index); a transition's advantage
     # and its actor gradient come from the pair that never trained on its episode, so the
@@ -181,6 +195,8 @@ class LAPOConfig(AgentConfig):
                                    f"must be one of {ADVANTAGE_ESTIMATES}"),
             "advantage_scope": (self.advantage_scope in ADVANTAGE_SCOPES,
                                 f"must be one of {ADVANTAGE_SCOPES}"),
+            "episode_baseline": (self.episode_baseline in EPISODE_BASELINES,
+                                 f"must be one of {EPISODE_BASELINES}"),
             "return_baseline": (self.return_baseline in RETURN_BASELINES,
                                 f"must be one of {RETURN_BASELINES}"),
             "critic_folds": self.critic_folds >= 1,

@@ -25,12 +25,12 @@ action head (``LAPOConfig.encoder_action_weight``), tau 0.05 instead of 0.005
 demonstrations: cross-fitted critics (``critic_folds`` K = 2: K encoder + critic pairs,
 pair k fitted on the episodes outside fold k; each transition's advantage and actor
 gradient from its held-out pair; the policy reads pair 0's features), the return estimate
-(``advantage_estimate="return"``: ``G - V_b(f)``, G the recorded discounted return-to-go
-and V_b a critic head regressed on it, the demonstrators' expected return, fitted in step 1
-(``return_baseline``); one-step where the episode timed out; batches then carry
-``return_to_go``), one weight
-sign per demonstration (``advantage_scope="episode"``: its first step's advantage,
-``EpisodeAdvantage``; batches then carry ``episode`` and ``step``), expectile 1.0, and the
+(``advantage_estimate="return"``: ``G - V(f)``, G the recorded discounted return-to-go;
+``return_baseline="behaviour"`` compares with V_b, a critic head regressed on G in step 1;
+one-step where the episode timed out; batches then carry ``return_to_go``), one weight
+sign per demonstration (``advantage_scope="episode"``: its first step's target, G_0, against
+the mean of the recorded starts' V(s_0), ``episode_baseline="mean"``; ``EpisodeAdvantage``;
+batches then carry ``episode`` and ``step``), expectile 1.0, and the
 VAE's loss training the encoder (``vae_encoder_gradient``: step 3 on f, not detached);
 opt-in, DrQ's random shift of the training images (``random_shift``). LAPO's own choices
 are one setting each (1, "one_step", "step", 0.9, false); BENCHMARKS.md (learning)
@@ -428,9 +428,8 @@ class MultimodalLatent(OfflineAgent):
                 [self._q_mix(critic_target, f, next_action).float()
                  for f, (*_, critic_target) in zip(next_features, folds, strict=True)],
                 x.fold)
-        advantage = x.reward + x.discount * next_q - value
+        advantage, baseline = x.reward + x.discount * next_q - value, value
         if x.return_to_go is not None:
-            baseline = value
             if self.config.behaviour_baseline:
                 with self._autocast():
                     baseline = self._held_out(
@@ -439,12 +438,14 @@ class MultimodalLatent(OfflineAgent):
             recorded = torch.isfinite(x.return_to_go)
             advantage = torch.where(recorded, x.return_to_go.nan_to_num() - baseline,
                                     advantage)
+            baseline = torch.where(recorded, baseline, value)
         scored = advantage
         if x.episode is not None:
             tracker = self.episode_advantage
             if track:
-                tracker.record(x.episode, x.step, advantage[:, 0])
-            scored = tracker.lookup(x.episode, advantage[:, 0])[:, None]
+                tracker.record(x.episode, x.step, advantage[:, 0], baseline[:, 0])
+            scored = tracker.lookup(x.episode, advantage[:, 0],
+                                    self.config.episode_baseline == "mean")[:, None]
         expectile = self.config.expectile
         weight = torch.where(scored > 0, expectile, 1.0 - expectile)
         return Advantages(advantage=advantage, scored=scored, weight=weight)
@@ -544,36 +545,53 @@ class MultimodalLatent(OfflineAgent):
 
 
 class EpisodeAdvantage(nn.Module):
-    """Each episode's advantage at its first transition, as last computed when a batch drew
-    it: with the return estimate G_0 - V(s_0), how the whole demonstration did against the
-    value of its start. Buffers grow with the largest episode index seen; checkpointed."""
+    """Each episode's advantage at its first transition, and the baseline it was taken
+    against, as last computed when a batch drew it: with the return estimate G_0 - V(s_0),
+    how the whole demonstration did against the value of its start. Buffers grow with the
+    largest episode index seen; checkpointed (one written before ``baseline`` existed loads
+    with zero baselines, refreshed as batches draw the first steps again)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("first", torch.zeros(0))
+        self.register_buffer("baseline", torch.zeros(0))
         self.register_buffer("seen", torch.zeros(0, dtype=torch.bool))
 
-    def record(self, episode: torch.Tensor, step: torch.Tensor, advantage: torch.Tensor
-               ) -> None:
-        """Keep the advantages ([B]) of the rows that are their episode's first step."""
+    def record(self, episode: torch.Tensor, step: torch.Tensor, advantage: torch.Tensor,
+               baseline: torch.Tensor) -> None:
+        """Keep the advantages and baselines ([B]) of the rows that are their episode's
+        first step."""
         self._grow(int(episode.max()) + 1)
         starts = step == 0
         self.first[episode[starts]] = advantage[starts].float()
+        self.baseline[episode[starts]] = baseline[starts].float()
         self.seen[episode[starts]] = True
 
-    def lookup(self, episode: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
-        """Each row's episode first-step advantage (the row's own until that was drawn)."""
+    def lookup(self, episode: torch.Tensor, advantage: torch.Tensor, pooled: bool = False
+               ) -> torch.Tensor:
+        """Each row's episode first-step advantage (the row's own until that was drawn);
+        ``pooled``: its first-step target against the mean of the recorded starts'
+        baselines, at most the mean of their targets, instead of its own start's."""
         self._grow(int(episode.max()) + 1)
-        return torch.where(self.seen[episode], self.first[episode], advantage.float())
+        first = self.first
+        if pooled and bool(self.seen.any()):
+            target = self.first + self.baseline
+            threshold = torch.minimum(self.baseline[self.seen].mean(),
+                                      target[self.seen].mean())
+            first = target - threshold
+        return torch.where(self.seen[episode], first[episode], advantage.float())
 
     def _grow(self, size: int) -> None:
         extra = size - self.first.numel()
         if extra > 0:
             self.first = torch.cat([self.first, self.first.new_zeros(extra)])
+            self.baseline = torch.cat([self.baseline, self.baseline.new_zeros(extra)])
             self.seen = torch.cat([self.seen, self.seen.new_zeros(extra)])
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        for name in ("first", "seen"):  # take the saved sizes before loading into them
+        if prefix + "first" in state_dict and prefix + "baseline" not in state_dict:
+            state_dict[prefix + "baseline"] = torch.zeros_like(state_dict[prefix + "first"])
+        for name in ("first", "baseline", "seen"):  # the saved sizes before loading into them
             if prefix + name in state_dict:
                 saved = state_dict[prefix + name]
                 setattr(self, name, saved.new_empty(saved.shape).to(self.first.device))
