@@ -428,7 +428,8 @@ class MultimodalLatent(OfflineAgent):
                 [self._q_mix(critic_target, f, next_action).float()
                  for f, (*_, critic_target) in zip(next_features, folds, strict=True)],
                 x.fold)
-        advantage, baseline = x.reward + x.discount * next_q - value, value
+        advantage = x.reward + x.discount * next_q - value
+        baseline = value  # what the advantage is taken against, kept for the episode scope
         if x.return_to_go is not None:
             if self.config.behaviour_baseline:
                 with self._autocast():
